@@ -1,0 +1,164 @@
+"""The `gqn` command line: parse and validate arguments, then call the library (no work happens here)."""
+from __future__ import annotations
+
+import functools
+import re
+import sys
+
+import click
+
+from gqn import __version__
+from gqn.errors import GqnError
+
+_SUFFIXES = {"": 1, "k": 1_000, "m": 1_000_000, "g": 1_000_000_000}
+
+
+class Count(click.ParamType):
+    """A positive count that accepts suffixes: 500, 500k, 2M, 1.5m."""
+
+    name = "count"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int):
+            n = value
+        else:
+            m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kKmMgG]?)\s*", str(value))
+            if not m:
+                self.fail(f"{value!r} is not a count (examples: 500, 500k, 2M)", param, ctx)
+            n = float(m.group(1)) * _SUFFIXES[m.group(2).lower()]
+            if n != int(n):
+                self.fail(f"{value!r} is not a whole number of scenes", param, ctx)
+            n = int(n)
+        if n < 1:
+            self.fail(f"must be at least 1, got {value}", param, ctx)
+        return n
+
+
+class Part(click.ParamType):
+    """``K/N``: the K-th (0-based) of N equal parts of a job."""
+
+    name = "K/N"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", str(value))
+        if not m:
+            self.fail(f"{value!r} is not of the form K/N (e.g. 0/4)", param, ctx)
+        k, n = int(m.group(1)), int(m.group(2))
+        if n < 1 or not 0 <= k < n:
+            self.fail(f"{value}: need 0 <= K < N", param, ctx)
+        return k, n
+
+
+def _check_size(ctx, param, value):
+    if value is not None and (value < 8 or value % 4):
+        raise click.BadParameter(f"{value}: image size must be a multiple of 4 and at least 8")
+    return value
+
+
+def render_options(default_views: int):
+    """Options shared by every `gqn render FAMILY` command."""
+    from gqn.shards import COMPRESSIONS, DEFAULT_COMPRESSION
+
+    def decorate(f):
+        options = [
+            click.option("--scenes", type=Count(), default="1000", show_default=True,
+                         help="Number of scenes (accepts 500k, 2M)."),
+            click.option("--views", type=click.IntRange(1, 1000), default=default_views, show_default=True,
+                         help="Camera views per scene."),
+            click.option("--size", type=int, default=64, show_default=True, callback=_check_size,
+                         help="Image width and height in pixels."),
+            click.option("--seed", type=click.IntRange(0), default=0, show_default=True,
+                         help="Dataset seed; scene i depends only on (family, parameters, seed, i)."),
+            click.option("--out", type=click.Path(file_okay=False), required=True,
+                         help="Output directory for the shards (resumed if it already holds some)."),
+            click.option("--scenes-per-shard", type=click.IntRange(1), default=2000, show_default=True),
+            click.option("--workers", type=click.IntRange(1), default=None,
+                         help="Render processes, each with its own GL context [default: all cores]."),
+            click.option("--shard", "part", type=Part(), default=None,
+                         help="Render only part K of N (0-based), e.g. for cluster job arrays. Under "
+                              "mpiexec the MPI rank and size are used."),
+            click.option("--compression", type=click.Choice(COMPRESSIONS), default=DEFAULT_COMPRESSION,
+                         show_default=True, help="HDF5 compression of the images."),
+            click.option("--anti-aliasing/--no-anti-aliasing", default=True, show_default=True,
+                         help="4x multisample anti-aliasing."),
+            click.option("--progress/--no-progress", default=True, help="Show a progress bar."),
+        ]
+        for option in reversed(options):
+            f = option(f)
+        return f
+
+    return decorate
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="gqn-toolkit")
+def cli():
+    """gqn-toolkit: multi-view scene datasets and a Generative Query Network that trains on them."""
+
+
+@cli.group()
+def render():
+    """Render a multi-view scene dataset into HDF5 shards."""
+
+
+def _run_render(family: str, family_params: dict, **opts):
+    from gqn.renderer.job import render_dataset
+
+    render_dataset(family, family_params, **opts)
+
+
+@render.command("shepard-matzler")
+@click.option("--parts", type=click.IntRange(2, 20), default=5, show_default=True,
+              help="Cubes per polycube (the GQN datasets use 5 and 7).")
+@render_options(default_views=15)
+def render_shepard_matzler(parts, **opts):
+    """Shepard-Matzler polycubes seen by an orthographic camera on a sphere.
+
+    Example: gqn render shepard-matzler --scenes 2M --parts 5 --out data/sm5/train
+    """
+    _run_render("shepard-matzler", {"parts": parts}, **opts)
+
+
+@cli.command()
+@click.argument("data", type=click.Path(exists=True, file_okay=False))
+@click.option("--preview", type=click.Path(dir_okay=False), default=None,
+              help="Write a PNG contact sheet: one row per scene, all its views.")
+@click.option("--preview-scenes", type=click.IntRange(1, 64), default=6, show_default=True)
+def info(data, preview, preview_scenes):
+    """Describe a shard dataset (family, scenes, views, size, parameters, disk size).
+
+    Example: gqn info data/sm5/train --preview sm5.png
+    """
+    from gqn.info import describe, write_preview
+
+    click.echo(describe(data))
+    if preview:
+        write_preview(data, preview, preview_scenes)
+        click.echo(f"preview written to {preview}")
+
+
+def _one_line_errors(f):
+    @functools.wraps(f)
+    def wrapper():
+        try:
+            code = f(standalone_mode=False)
+            sys.exit(code if isinstance(code, int) else 0)
+        except click.exceptions.Abort:
+            click.echo("Aborted.", err=True)
+            sys.exit(130)
+        except click.ClickException as e:
+            e.show()
+            sys.exit(e.exit_code)
+        except KeyboardInterrupt:
+            click.echo("Interrupted; re-run the same command to resume.", err=True)
+            sys.exit(130)
+        except GqnError as e:
+            click.echo(f"Error: {e}", err=True)
+            sys.exit(1)
+
+    return wrapper
+
+
+main = _one_line_errors(cli)

@@ -1,0 +1,5 @@
+"""The toolkit's user-facing error type: the CLI prints its message as one line and exits non-zero."""
+
+
+class GqnError(Exception):
+    """An error caused by the user's input or environment (bad data, missing library, refused resume)."""

@@ -1,0 +1,319 @@
+"""The gqn shard format (version 1): the one writer and reader of multi-view scene datasets.
+
+A dataset is a directory of HDF5 files ``000000.h5``, ``000001.h5``, ... Shard ``k`` of a dataset written
+with ``S`` scenes per shard holds global scenes ``k*S .. k*S+n-1`` in the datasets
+
+* ``images``     uint8   (n, V, H, W, 3)   RGB frames, one HDF5 chunk per scene
+* ``viewpoints`` float32 (n, V, 7)         x, y, z, cos(yaw), sin(yaw), cos(pitch), sin(pitch)
+* ``cameras``    float32 (n, V, 5)         x, y, z, yaw, pitch (radians)
+
+plus optional per-scene ``extras`` (e.g. ``labels`` for mnist-dice) whose first axis is the scene.
+A shard is written under a temporary name (``.000123.h5.tmp``) and renamed into place when complete, so a
+file named ``NNNNNN.h5`` is always whole.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+import h5py
+import numpy as np
+
+from gqn import __version__
+from gqn.errors import GqnError
+
+FORMAT = "gqn-shard"
+FORMAT_VERSION = 1
+SHARD_RE = re.compile(r"^(\d{6})\.h5$")
+TMP_RE = re.compile(r"^\.(\d{6})\.h5\.tmp$")
+COMPRESSIONS = ("none", "lzf") + tuple(f"gzip-{level}" for level in range(1, 10))
+DEFAULT_COMPRESSION = "none"
+
+
+class ShardError(GqnError):
+    """A shard or dataset directory that cannot be read or written as the gqn shard format."""
+
+
+def shard_name(index: int) -> str:
+    return f"{index:06d}.h5"
+
+
+def tmp_name(index: int) -> str:
+    return f".{index:06d}.h5.tmp"
+
+
+def viewpoints_from_cameras(cameras: np.ndarray) -> np.ndarray:
+    """Map raw poses (..., 5) = x, y, z, yaw, pitch to the 7-D viewpoint (..., 7) of the shard format."""
+    cameras = np.asarray(cameras, dtype=np.float32)
+    yaw, pitch = cameras[..., 3], cameras[..., 4]
+    return np.concatenate(
+        [cameras[..., :3], np.stack([np.cos(yaw), np.sin(yaw), np.cos(pitch), np.sin(pitch)], -1)], -1
+    ).astype(np.float32)
+
+
+def _filter_args(compression: str) -> dict:
+    if compression == "none":
+        return {}
+    if compression == "lzf":
+        return {"compression": "lzf"}
+    if compression.startswith("gzip-") and compression in COMPRESSIONS:
+        return {"compression": "gzip", "compression_opts": int(compression[5:])}
+    raise ShardError(f"unknown compression {compression!r}; choose from {', '.join(COMPRESSIONS)}")
+
+
+def params_json(params: Mapping) -> str:
+    """Canonical JSON for the ``params`` attribute (sorted keys, so equal parameters give equal text)."""
+    return json.dumps(dict(params), sort_keys=True)
+
+
+class ShardWriter:
+    """Writes one shard atomically: scenes are appended in order, ``commit`` renames the file into place.
+
+    Use as a context manager; leaving the block without ``commit`` (an exception, Ctrl-C) removes the
+    temporary file, so no ``NNNNNN.h5`` is ever partial.
+    """
+
+    def __init__(self, directory, index: int, num_scenes: int, views: int, size: tuple[int, int] | int,
+                 *, family: str, scenes_per_shard: int, params: Mapping, compression: str = DEFAULT_COMPRESSION,
+                 seed: int | None = None, source: str | None = None,
+                 extras: Mapping[str, tuple[tuple, str]] | None = None):
+        height, width = (size, size) if isinstance(size, int) else size
+        self.directory = Path(directory)
+        self.index = index
+        self.num_scenes = num_scenes
+        self.final_path = self.directory / shard_name(index)
+        self.tmp_path = self.directory / tmp_name(index)
+        self.written = 0
+        filters = _filter_args(compression)
+        self._file = h5py.File(self.tmp_path, "w", libver="latest")
+        try:
+            f = self._file
+            f.create_dataset("images", (num_scenes, views, height, width, 3), np.uint8,
+                             chunks=(1, views, height, width, 3), track_times=False, **filters)
+            f.create_dataset("viewpoints", (num_scenes, views, 7), np.float32,
+                             chunks=(min(num_scenes, 1024), views, 7), track_times=False)
+            f.create_dataset("cameras", (num_scenes, views, 5), np.float32,
+                             chunks=(min(num_scenes, 1024), views, 5), track_times=False)
+            for name, (shape, dtype) in (extras or {}).items():
+                f.create_dataset(name, (num_scenes, *shape), np.dtype(dtype), track_times=False)
+            attrs = {"format": FORMAT, "format_version": FORMAT_VERSION, "family": family,
+                     "first_scene": index * scenes_per_shard, "scenes_per_shard": scenes_per_shard,
+                     "params": params_json(params), "generator": f"gqn-toolkit {__version__}"}
+            if seed is not None:
+                attrs["seed"] = seed
+            if source is not None:
+                attrs["source"] = source
+            f.attrs.update(attrs)
+        except BaseException:
+            self.abort()
+            raise
+
+    def write(self, images: np.ndarray, cameras: np.ndarray, **extras: np.ndarray) -> None:
+        """Append a block of scenes: ``images`` (n, V, H, W, 3) uint8 and raw ``cameras`` (n, V, 5)."""
+        n = len(images)
+        if self.written + n > self.num_scenes:
+            raise ShardError(f"shard {self.index} holds {self.num_scenes} scenes; got {self.written + n}")
+        sl = slice(self.written, self.written + n)
+        self._file["images"][sl] = images
+        self._file["cameras"][sl] = cameras
+        self._file["viewpoints"][sl] = viewpoints_from_cameras(cameras)
+        for name, value in extras.items():
+            self._file[name][sl] = value
+        self.written += n
+
+    def commit(self) -> Path:
+        if self.written != self.num_scenes:
+            raise ShardError(f"shard {self.index}: {self.written} of {self.num_scenes} scenes written")
+        self._file.close()
+        os.replace(self.tmp_path, self.final_path)
+        return self.final_path
+
+    def abort(self) -> None:
+        if self._file.id.valid:
+            self._file.close()
+        self.tmp_path.unlink(missing_ok=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if self.final_path.exists() and not self.tmp_path.exists():
+            return
+        self.abort()
+
+
+def list_shards(directory) -> list[Path]:
+    """Complete shard files of a dataset directory in index order (temporary files are ignored)."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise ShardError(f"{directory}: not a directory")
+    return sorted(p for p in directory.iterdir() if SHARD_RE.match(p.name))
+
+
+def shard_index(path) -> int:
+    return int(SHARD_RE.match(Path(path).name).group(1))
+
+
+def stale_tmp_files(directory, indices=None) -> list[Path]:
+    """Temporary shard files left by an interrupted writer (restricted to shard ``indices`` if given)."""
+    out = []
+    for p in Path(directory).iterdir():
+        m = TMP_RE.match(p.name)
+        if m and (indices is None or int(m.group(1)) in indices):
+            out.append(p)
+    return out
+
+
+def read_attrs(path) -> dict:
+    """Validated root attributes of one shard; a foreign, truncated or newer file raises ShardError."""
+    try:
+        with h5py.File(path, "r") as f:
+            attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
+            shapes = {name: f[name].shape for name in ("images", "viewpoints", "cameras") if name in f}
+    except OSError as e:
+        raise ShardError(f"{path}: not a readable HDF5 file ({e.__class__.__name__}: truncated or foreign)")
+    if attrs.get("format") != FORMAT:
+        raise ShardError(f"{path}: not a gqn shard (format attribute is {attrs.get('format')!r})")
+    if int(attrs.get("format_version", -1)) != FORMAT_VERSION:
+        raise ShardError(f"{path}: shard format version {attrs.get('format_version')} is not supported "
+                         f"(this is gqn-toolkit {__version__}, format version {FORMAT_VERSION})")
+    if len(shapes) != 3:
+        raise ShardError(f"{path}: missing datasets (has {sorted(shapes)})")
+    attrs["_shapes"] = shapes
+    return attrs
+
+
+@dataclass
+class _Shard:
+    path: Path
+    first: int
+    count: int
+
+
+class Dataset:
+    """Read access to a shard directory: scene counts, scene ranges, and selected views of any scenes.
+
+    Files are opened lazily and kept open; a Dataset can be pickled into worker processes (handles are
+    reopened there).
+    """
+
+    def __init__(self, directory):
+        self.directory = Path(directory)
+        paths = list_shards(self.directory)
+        if not paths:
+            raise ShardError(f"{self.directory}: no shards (*.h5) found")
+        self._shards = []
+        first_attrs = None
+        total = 0
+        for path in paths:
+            attrs = read_attrs(path)
+            if first_attrs is None:
+                first_attrs = attrs
+            elif attrs["params"] != first_attrs["params"] or attrs["family"] != first_attrs["family"]:
+                raise ShardError(f"{path}: parameters differ from {paths[0].name}; one dataset per directory")
+            n, views, height, width, _ = attrs["_shapes"]["images"]
+            self._shards.append(_Shard(path, total, n))
+            total += n
+        self.attrs = first_attrs
+        self.num_scenes = total
+        _, self.views, self.height, self.width, _ = first_attrs["_shapes"]["images"]
+        self.family = first_attrs["family"]
+        self.params = json.loads(first_attrs["params"])
+        self._starts = np.array([s.first for s in self._shards])
+        self._files: dict[int, h5py.File] = {}
+
+    def __len__(self):
+        return self.num_scenes
+
+    @property
+    def shards(self) -> list[Path]:
+        return [s.path for s in self._shards]
+
+    @property
+    def image_size(self) -> int:
+        return self.height
+
+    def _file(self, k: int) -> h5py.File:
+        f = self._files.get(k)
+        if f is None:
+            f = self._files[k] = h5py.File(self._shards[k].path, "r")
+        return f
+
+    def _locate(self, scene: int) -> tuple[int, int]:
+        if not 0 <= scene < self.num_scenes:
+            raise IndexError(f"scene {scene} out of range (dataset has {self.num_scenes})")
+        k = int(np.searchsorted(self._starts, scene, side="right") - 1)
+        return k, scene - self._shards[k].first
+
+    def read(self, start: int, stop: int, names=("images", "viewpoints", "cameras")) -> dict[str, np.ndarray]:
+        """Scenes ``start .. stop-1`` (global indices, may span shards) as arrays with a leading scene axis."""
+        parts = {name: [] for name in names}
+        scene = start
+        while scene < stop:
+            k, local = self._locate(scene)
+            n = min(stop - scene, self._shards[k].count - local)
+            f = self._file(k)
+            for name in names:
+                parts[name].append(f[name][local:local + n])
+            scene += n
+        return {name: np.concatenate(v) if v else np.empty((0,)) for name, v in parts.items()}
+
+    def read_views(self, scene: int, views, names=("images", "viewpoints")) -> dict[str, np.ndarray]:
+        """Selected ``views`` (index array) of one scene; reads that scene's chunk only."""
+        k, local = self._locate(scene)
+        f = self._file(k)
+        views = np.asarray(views)
+        return {name: f[name][local][views] for name in names}
+
+    def close(self) -> None:
+        for f in self._files.values():
+            f.close()
+        self._files.clear()
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_files"] = {}
+        return state
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def disk_size(directory) -> int:
+    return sum(p.stat().st_size for p in list_shards(directory))
+
+
+def prepare_output(directory, family: str, params: Mapping, indices=None) -> set[int]:
+    """Make ``directory`` ready for (resumed) writing and return the shard indices already complete.
+
+    Refuses a directory whose existing shards were written with other parameters, and removes stale
+    temporary files of the shards this writer owns (``indices``; all when None), so an interrupted run can
+    simply be started again.
+    """
+    directory = Path(directory)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ShardError(f"cannot create output directory {directory}: {e.strerror}")
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise ShardError(f"output directory {directory} is not writable")
+    wanted = params_json(params)
+    done = set()
+    for path in list_shards(directory):
+        attrs = read_attrs(path)
+        if attrs["family"] != family or attrs["params"] != wanted:
+            raise ShardError(
+                f"{directory} already holds a dataset written with other parameters "
+                f"({attrs['family']}: {attrs['params']}); use a new --out directory")
+        done.add(shard_index(path))
+    owned = None if indices is None else set(indices)
+    for tmp in stale_tmp_files(directory, owned):
+        tmp.unlink(missing_ok=True)
+    return done
