@@ -121,6 +121,12 @@ def render_shepard_matzler(parts, **opts):
     _run_render("shepard-matzler", {"parts": parts}, **opts)
 
 
+# ---- more scene families: rooms, mnist-dice (gqn.renderer.families) ----
+
+
+# ---- DeepMind datasets: convert / export (gqn.converters) ----
+
+
 @cli.command()
 @click.argument("data", type=click.Path(exists=True, file_okay=False))
 @click.option("--preview", type=click.Path(dir_okay=False), default=None,
@@ -137,6 +143,9 @@ def info(data, preview, preview_scenes):
     if preview:
         write_preview(data, preview, preview_scenes)
         click.echo(f"preview written to {preview}")
+
+
+# ---- the model: train / evaluate (gqn.model) ----
 
 
 def _one_line_errors(f):
