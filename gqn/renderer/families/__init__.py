@@ -1,0 +1,15 @@
+"""Scene families: each turns (parameters, seed, scene index) into a SceneSpec for the tiled renderer."""
+from __future__ import annotations
+
+import importlib
+
+# family name -> "module:class"; modules are imported on demand so the CLI starts fast.
+FAMILIES = {
+    "shepard-matzler": "gqn.renderer.families.shepard_matzler:ShepardMatzler",
+}
+
+
+def get_family(name: str):
+    """The family class registered under ``name``."""
+    module, cls = FAMILIES[name].split(":")
+    return getattr(importlib.import_module(module), cls)

@@ -1,0 +1,113 @@
+"""The narrow interface between rendering and its consumers (the dataset writer, online training).
+
+A SceneStream renders scene index ranges in worker processes, each of which owns one EGL context, one
+TiledRenderer and the family's meshes and textures for its whole life, and yields the results in order.
+At most ``2 * workers`` chunks are in flight, so memory is bounded however many scenes are asked for.
+Consumers see numpy arrays only; nothing OpenGL crosses the process boundary.
+"""
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+from collections import deque
+from dataclasses import dataclass
+from typing import Iterable, Iterator
+
+import numpy as np
+
+PIXEL_BUDGET = 1 << 21  # pixels per render pass: bounds framebuffer memory (64 px: 512 tiles)
+
+
+@dataclass
+class RenderedChunk:
+    start: int                      # global index of the first scene
+    images: np.ndarray              # (n, V, H, W, 3) uint8
+    cameras: np.ndarray             # (n, V, 5) float32 raw poses
+    extras: dict                    # name -> (n, ...) per-scene arrays
+
+
+@dataclass(frozen=True)
+class RenderConfig:
+    """Everything a worker needs to build its family and renderer (picklable)."""
+
+    family: str
+    params: dict
+    views: int
+    size: int
+    seed: int
+    anti_aliasing: bool = True
+
+    @property
+    def chunk_scenes(self) -> int:
+        """Scenes per render pass: as many as fit the pixel budget, at most 32, at least 1."""
+        return max(1, min(32, PIXEL_BUDGET // (self.size * self.size * self.views)))
+
+
+_worker = None  # (config, family, renderer) of this worker process, or the exception that set-up raised
+
+
+def _init_worker(config: RenderConfig):
+    """Build this worker's renderer; a failure (e.g. no EGL) is kept and raised by the first task, since an
+    exception in a Pool initializer would only make the pool restart the worker forever."""
+    global _worker
+    try:
+        _worker = _build_worker(config)
+    except Exception as e:
+        _worker = e
+
+
+def _build_worker(config: RenderConfig):
+    from gqn.renderer.families import get_family
+    from gqn.renderer.tiled import TiledRenderer
+
+    family = get_family(config.family)(config.views, config.size, **config.params)
+    renderer = TiledRenderer(config.size, family.meshes(), family.projection(), family.background,
+                             family.textures(), samples=4 if config.anti_aliasing else 0,
+                             max_tiles=config.chunk_scenes * config.views)
+    return config, family, renderer
+
+
+def _render_range(bounds: tuple[int, int]) -> RenderedChunk:
+    if isinstance(_worker, Exception):
+        raise _worker
+    config, family, renderer = _worker
+    start, stop = bounds
+    scenes = [family.scene(config.seed, i) for i in range(start, stop)]
+    images = renderer.render(scenes)
+    cameras = np.stack([s.cameras for s in scenes]).astype(np.float32)
+    extras = {name: np.stack([s.extras[name] for s in scenes]) for name in family.extras}
+    return RenderedChunk(start, images, cameras, extras)
+
+
+def split(start: int, stop: int, step: int) -> list[tuple[int, int]]:
+    """[start, stop) cut into consecutive ranges of at most ``step``."""
+    return [(a, min(a + step, stop)) for a in range(start, stop, step)]
+
+
+class SceneStream:
+    """Renders scene ranges with ``workers`` processes and yields RenderedChunks in request order."""
+
+    def __init__(self, config: RenderConfig, workers: int | None = None):
+        self.config = config
+        self.workers = workers or os.cpu_count() or 1
+        self._pool = mp.get_context("spawn").Pool(self.workers, _init_worker, (config,))
+
+    def render(self, ranges: Iterable[tuple[int, int]]) -> Iterator[RenderedChunk]:
+        """Chunks for ``ranges`` (each at most ``config.chunk_scenes`` scenes), in order, bounded prefetch."""
+        pending = deque()
+        for bounds in ranges:
+            pending.append(self._pool.apply_async(_render_range, (bounds,)))
+            if len(pending) >= 2 * self.workers:
+                yield pending.popleft().get()
+        while pending:
+            yield pending.popleft().get()
+
+    def close(self):
+        self._pool.terminate()
+        self._pool.join()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
