@@ -52,13 +52,13 @@ def render_dataset(family: str, family_params: dict, *, scenes: int, views: int,
     todo = [k for k in mine if k not in done]
     count = lambda k: min(scenes_per_shard, scenes - k * scenes_per_shard)  # noqa: E731
     n_todo = sum(count(k) for k in todo)
-    show = progress and part[0] == 0
+    lead = part[0] == 0  # one process reports for the whole job
     if not todo:
-        _echo(show, f"{out}: all {len(mine)} shards of this part are complete; nothing to do")
+        _echo(lead, f"{out}: all {len(mine)} shards of this part are complete; nothing to do")
         return {"rendered": 0, "shards": 0, "seconds": 0.0}
     extras = get_family(family).extras
     started = time.perf_counter()
-    bar = tqdm(total=n_todo, unit="scene", disable=not show, smoothing=0.05,
+    bar = tqdm(total=n_todo, unit="scene", disable=not (progress and lead), smoothing=0.05,
                desc=f"{family} part {part[0]}/{part[1]}" if part[1] > 1 else family)
     with bar, SceneStream(config, workers) as stream:
         chunks = stream.render(r for k in todo for r in split(k * scenes_per_shard,
@@ -74,11 +74,11 @@ def render_dataset(family: str, family_params: dict, *, scenes: int, views: int,
                     bar.set_postfix_str(f"{(bar.format_dict['rate'] or 0) * views:.0f} frames/s", refresh=False)
                 writer.commit()
     seconds = time.perf_counter() - started
-    _echo(show, f"rendered {n_todo} scenes into {len(todo)} shards in {out} "
+    _echo(lead, f"rendered {n_todo} scenes into {len(todo)} shards in {out} "
                 f"({seconds:.1f} s, {n_todo / seconds:.1f} scenes/s, {n_todo * views / seconds:.0f} frames/s)")
     return {"rendered": n_todo, "shards": len(todo), "seconds": seconds}
 
 
-def _echo(show: bool, message: str):
-    if show:
+def _echo(lead: bool, message: str):
+    if lead:
         click.echo(message, err=True)

@@ -294,6 +294,7 @@ class TiledRenderer:
             raise ValueError(f"{len(scenes)} scenes x {views} views exceed {self.max_tiles} tiles")
         from gqn.renderer.camera import view_matrices
 
+        self._platform.make_current()
         cameras = np.concatenate([s.cameras for s in scenes])
         view_proj = (self.projection[None] @ view_matrices(cameras)).reshape(len(scenes), views, 4, 4)
         draw, resolve = self._framebuffers
@@ -329,4 +330,5 @@ class TiledRenderer:
         return tiles[:scenes * views].reshape(scenes, views, s, s, 3)
 
     def close(self):
+        self._platform.make_current()
         self._platform.delete_context()

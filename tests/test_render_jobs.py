@@ -1,0 +1,135 @@
+"""`gqn render` as a job: determinism, parts, resume after SIGKILL, refusals and one-line CLI errors.
+
+Every scene family runs the same checks: add a family with small arguments to FAMILIES.
+"""
+import numpy as np
+import pytest
+
+from gqn.shards import Dataset
+from tests.helpers import assert_one_line_error, gqn, has_complete_and_tmp, kill_when, shard_files
+
+FAMILIES = {
+    "shepard-matzler": ["--parts", "5"],
+}
+
+
+def render_args(family, out, *extra, scenes=10, per_shard=4, size=16, views=3):
+    return ["render", family, *FAMILIES[family], "--scenes", scenes, "--scenes-per-shard", per_shard,
+            "--size", size, "--views", views, "--seed", 3, "--out", out, "--no-progress", *extra]
+
+
+@pytest.fixture(scope="module", params=sorted(FAMILIES))
+def reference(request, tmp_path_factory):
+    """One uninterrupted 1-worker render per family: (family, directory)."""
+    out = tmp_path_factory.mktemp(request.param) / "ref"
+    gqn(*render_args(request.param, out, "--workers", 1), check=True)
+    return request.param, out
+
+
+def test_dataset_is_complete_and_valid(reference):
+    family, out = reference
+    with Dataset(out) as ds:
+        assert ds.num_scenes == 10 and ds.views == 3 and ds.image_size == 16 and len(ds.shards) == 3
+        assert ds.family == family
+        data = ds.read(0, 10)
+    assert data["images"].std(axis=(1, 2, 3, 4)).min() > 1  # every scene shows something
+    assert len({d.tobytes() for d in data["images"]}) == 10  # and all scenes differ
+
+
+def test_worker_count_does_not_change_the_bytes(reference, tmp_path):
+    family, ref = reference
+    gqn(*render_args(family, tmp_path / "two", "--workers", 2), check=True)
+    assert shard_files(tmp_path / "two") == shard_files(ref)
+
+
+def test_parts_together_equal_the_whole(reference, tmp_path):
+    family, ref = reference
+    for k in (0, 1):
+        gqn(*render_args(family, tmp_path / "parts", "--shard", f"{k}/2", "--workers", 1), check=True)
+        if k == 0:
+            assert sorted(shard_files(tmp_path / "parts")) == ["000000.h5"]
+    assert shard_files(tmp_path / "parts") == shard_files(ref)
+
+
+def test_mpi_environment_selects_the_part(reference, tmp_path):
+    family, ref = reference
+    gqn(*render_args(family, tmp_path / "mpi", "--workers", 1),
+        env={"OMPI_COMM_WORLD_RANK": "1", "OMPI_COMM_WORLD_SIZE": "2"}, check=True)
+    assert sorted(shard_files(tmp_path / "mpi")) == ["000001.h5", "000002.h5"]
+    assert shard_files(tmp_path / "mpi")["000002.h5"] == shard_files(ref)["000002.h5"]
+
+
+def test_resume_after_sigkill_is_byte_identical(tmp_path):
+    family = sorted(FAMILIES)[0]
+    args = render_args(family, tmp_path / "killed", "--workers", 1, scenes=60, per_shard=4, size=32, views=4)
+    kill_when(args, tmp_path / "killed", has_complete_and_tmp)
+    partial = shard_files(tmp_path / "killed")
+    assert any(name.endswith(".tmp") for name in partial)
+    gqn(*args, check=True)
+    gqn(*render_args(family, tmp_path / "whole", "--workers", 2, scenes=60, per_shard=4, size=32, views=4),
+        check=True)
+    resumed = shard_files(tmp_path / "killed")
+    assert resumed == shard_files(tmp_path / "whole") and len(resumed) == 15
+    for name, data in partial.items():  # shards finished before the kill were kept, not redone
+        if not name.endswith(".tmp"):
+            assert resumed[name] == data
+
+
+def test_rerun_is_a_no_op_and_other_parameters_are_refused(reference):
+    family, ref = reference
+    before = shard_files(ref)
+    result = gqn(*render_args(family, ref, "--workers", 1))
+    assert result.returncode == 0 and "nothing to do" in result.stderr
+    assert shard_files(ref) == before
+    assert_one_line_error(gqn(*render_args(family, ref, size=32)), "other parameters", "--out")
+    assert shard_files(ref) == before
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--scenes", "0"], "must be at least 1"),
+    (["--scenes", "2x"], "not a count"),
+    (["--size", "7"], "multiple of 4"),
+    (["--shard", "3/2"], "0 <= K < N"),
+    (["--shard", "a"], "of the form K/N"),
+    (["--compression", "zip"], "'zip' is not one of"),
+])
+def test_bad_arguments_give_one_line_errors(tmp_path, args, message):
+    result = gqn("render", "shepard-matzler", "--out", tmp_path / "x", *args)
+    assert_one_line_error(result, message)
+    assert not (tmp_path / "x").exists()
+
+
+def test_unwritable_output_directory(tmp_path):
+    (tmp_path / "file").write_text("not a directory")
+    result = gqn("render", "shepard-matzler", "--scenes", 2, "--out", tmp_path / "file" / "sub")
+    assert_one_line_error(result, "cannot create output directory")
+
+
+def test_missing_egl_is_reported_with_the_packages_to_install(tmp_path):
+    result = gqn(*render_args("shepard-matzler", tmp_path / "x", "--workers", 1),
+                 env={"__EGL_VENDOR_LIBRARY_FILENAMES": str(tmp_path / "none.json")})
+    assert_one_line_error(result, "EGL", "libegl1 libgl1-mesa-dri")
+    assert not list((tmp_path / "x").glob("*.h5"))
+
+
+def test_scene_counts_accept_suffixes(tmp_path):
+    from gqn.cli import Count
+
+    assert [Count().convert(v, None, None) for v in ("2M", "500k", "1.5m", "12")] == [
+        2_000_000, 500_000, 1_500_000, 12]
+
+
+def test_info_and_preview(reference, tmp_path):
+    family, ref = reference
+    result = gqn("info", ref, "--preview", tmp_path / "p.png", "--preview-scenes", 2, check=True)
+    assert f"family      {family}" in result.stdout and "scenes      10" in result.stdout
+    from PIL import Image
+
+    preview = np.asarray(Image.open(tmp_path / "p.png"))
+    assert preview.shape == (2 * 16 + 2, 3 * 16 + 2 * 2, 3)
+    with Dataset(ref) as ds:
+        np.testing.assert_array_equal(preview[:16, :16], ds.read(0, 1)["images"][0, 0])
+
+
+def test_info_rejects_a_directory_without_shards(tmp_path):
+    assert_one_line_error(gqn("info", tmp_path), "no shards")
