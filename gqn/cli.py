@@ -154,15 +154,12 @@ def _one_line_errors(f):
         try:
             code = f(standalone_mode=False)
             sys.exit(code if isinstance(code, int) else 0)
-        except click.exceptions.Abort:
-            click.echo("Aborted.", err=True)
+        except (click.exceptions.Abort, KeyboardInterrupt):  # click turns Ctrl-C into Abort
+            click.echo("Interrupted; complete shards are kept: re-run the same command to resume.", err=True)
             sys.exit(130)
         except click.ClickException as e:
             e.show()
             sys.exit(e.exit_code)
-        except KeyboardInterrupt:
-            click.echo("Interrupted; re-run the same command to resume.", err=True)
-            sys.exit(130)
         except GqnError as e:
             click.echo(f"Error: {e}", err=True)
             sys.exit(1)

@@ -31,7 +31,7 @@ FORMAT_VERSION = 1
 SHARD_RE = re.compile(r"^(\d{6})\.h5$")
 TMP_RE = re.compile(r"^\.(\d{6})\.h5\.tmp$")
 COMPRESSIONS = ("none", "lzf") + tuple(f"gzip-{level}" for level in range(1, 10))
-DEFAULT_COMPRESSION = "none"
+DEFAULT_COMPRESSION = "gzip-1"  # bench/render.py: ~24x smaller than none at the same speed
 
 
 class ShardError(GqnError):

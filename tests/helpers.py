@@ -33,19 +33,22 @@ def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str):
         assert fragment in result.stderr, result.stderr
 
 
-def kill_when(args, directory, ready, timeout=300.0) -> None:
-    """Start ``gqn ARGS``, SIGKILL it as soon as ``ready(directory)`` is true, and wait for it to die."""
-    proc = subprocess.Popen([sys.executable, "-m", "gqn", *map(str, args)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+def signal_when(args, directory, ready, sig=signal.SIGKILL, timeout=300.0) -> subprocess.CompletedProcess:
+    """Start ``gqn ARGS`` in its own process group, send ``sig`` to the whole group (as a terminal's Ctrl-C
+    or a job scheduler would) as soon as ``ready(directory)`` is true, and wait for it to end."""
+    proc = subprocess.Popen([sys.executable, "-m", "gqn", *map(str, args)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + timeout
     try:
         while not (Path(directory).is_dir() and ready(Path(directory))):
-            assert proc.poll() is None, "the job finished before it could be killed"
-            assert time.monotonic() < deadline, "the job never reached the point to kill it"
+            assert proc.poll() is None, "the job finished before the signal could be sent"
+            assert time.monotonic() < deadline, "the job never reached the point to send the signal"
             time.sleep(0.02)
     finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+        os.killpg(proc.pid, sig)
+        out, err = proc.communicate(timeout=60)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
 def has_complete_and_tmp(directory: Path) -> bool:

@@ -2,11 +2,13 @@
 
 Every scene family runs the same checks: add a family with small arguments to FAMILIES.
 """
+import signal
+
 import numpy as np
 import pytest
 
 from gqn.shards import Dataset
-from tests.helpers import assert_one_line_error, gqn, has_complete_and_tmp, kill_when, shard_files
+from tests.helpers import assert_one_line_error, gqn, has_complete_and_tmp, shard_files, signal_when
 
 FAMILIES = {
     "shepard-matzler": ["--parts", "5"],
@@ -62,7 +64,7 @@ def test_mpi_environment_selects_the_part(reference, tmp_path):
 def test_resume_after_sigkill_is_byte_identical(tmp_path):
     family = sorted(FAMILIES)[0]
     args = render_args(family, tmp_path / "killed", "--workers", 1, scenes=60, per_shard=4, size=32, views=4)
-    kill_when(args, tmp_path / "killed", has_complete_and_tmp)
+    signal_when(args, tmp_path / "killed", has_complete_and_tmp)
     partial = shard_files(tmp_path / "killed")
     assert any(name.endswith(".tmp") for name in partial)
     gqn(*args, check=True)
@@ -73,6 +75,17 @@ def test_resume_after_sigkill_is_byte_identical(tmp_path):
     for name, data in partial.items():  # shards finished before the kill were kept, not redone
         if not name.endswith(".tmp"):
             assert resumed[name] == data
+
+
+def test_ctrl_c_stops_cleanly(tmp_path):
+    args = render_args(sorted(FAMILIES)[0], tmp_path / "c", "--workers", 2, scenes=400, per_shard=8, size=32)
+    result = signal_when(args, tmp_path / "c", has_complete_and_tmp, sig=signal.SIGINT)
+    assert result.returncode == 130
+    assert result.stderr.strip().splitlines()[-1] == (
+        "Interrupted; complete shards are kept: re-run the same command to resume.")
+    assert "Traceback" not in result.stderr
+    names = [p.name for p in (tmp_path / "c").iterdir()]
+    assert names and all(n.endswith(".h5") and not n.startswith(".") for n in names)
 
 
 def test_rerun_is_a_no_op_and_other_parameters_are_refused(reference):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import signal
 from collections import deque
 from dataclasses import dataclass
 from typing import Iterable, Iterator
@@ -48,8 +49,10 @@ _worker = None  # (config, family, renderer) of this worker process, or the exce
 
 def _init_worker(config: RenderConfig):
     """Build this worker's renderer; a failure (e.g. no EGL) is kept and raised by the first task, since an
-    exception in a Pool initializer would only make the pool restart the worker forever."""
+    exception in a Pool initializer would only make the pool restart the worker forever. Ctrl-C is left to
+    the parent, which stops the pool."""
     global _worker
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         _worker = _build_worker(config)
     except Exception as e:
