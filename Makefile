@@ -3,7 +3,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 GQN    := $(VENV)/bin/gqn
 STAMP  := $(VENV)/.installed
-EXTRAS ?= test
+EXTRAS ?= test,mpi
 DEMO   ?= demo
 
 .PHONY: setup test demo bench system-deps clean

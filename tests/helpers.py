@@ -61,3 +61,14 @@ def has_complete_and_tmp(directory: Path) -> bool:
 def foreground(images: np.ndarray, threshold: int = 8) -> np.ndarray:
     """Boolean mask of pixels brighter than a black background."""
     return images.max(axis=-1) > threshold
+
+
+def mpiexec() -> list[str] | None:
+    """The ``mpiexec`` command next to this Python (the `mpi` extra installs Open MPI there), or None."""
+    import shutil
+
+    found = shutil.which("mpiexec", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    return [found, "--oversubscribe"] if found else None
+
+
+MPI_ENV = {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}  # CI runs as root

@@ -11,7 +11,7 @@ from tqdm import tqdm
 from gqn.errors import GqnError
 from gqn.renderer.families import get_family
 from gqn.renderer.stream import RenderConfig, SceneStream, split
-from gqn.shards import ShardWriter, prepare_output
+from gqn.shards import DEFAULT_COMPRESSION, ShardWriter, prepare_output
 
 _MPI_ENV = (("OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"), ("PMI_RANK", "PMI_SIZE"),
             ("PMIX_RANK", "PMIX_SIZE"))
@@ -40,43 +40,76 @@ def dataset_params(config: RenderConfig, scenes: int, scenes_per_shard: int, com
 
 def render_dataset(family: str, family_params: dict, *, scenes: int, views: int, size: int, seed: int,
                    out: str, scenes_per_shard: int, workers: int | None = None,
-                   part: tuple[int, int] | None = None, compression: str = "none",
+                   part: tuple[int, int] | None = None, compression: str = DEFAULT_COMPRESSION,
                    anti_aliasing: bool = True, progress: bool = True) -> dict:
-    """Render scenes ``0 .. scenes-1`` (or this part's shards of them) into ``out``; returns a summary."""
+    """Render scenes ``0 .. scenes-1`` (or this part's shards of them) into ``out``; returns a summary.
+
+    Under mpiexec (and no explicit ``part``) each rank renders its part and rank 0 reports the whole job.
+    """
     config = RenderConfig(family, dict(family_params), views, size, seed, anti_aliasing)
+    from_mpi = part is None and mpi_part() is not None
     part = part or mpi_part() or (0, 1)
+    lead = part[0] == 0  # one process reports for the whole job
     total_shards = math.ceil(scenes / scenes_per_shard)
     mine = part_shards(total_shards, part)
     params = dataset_params(config, scenes, scenes_per_shard, compression)
     done = prepare_output(out, family, params, mine)
     todo = [k for k in mine if k not in done]
-    count = lambda k: min(scenes_per_shard, scenes - k * scenes_per_shard)  # noqa: E731
-    n_todo = sum(count(k) for k in todo)
-    lead = part[0] == 0  # one process reports for the whole job
-    if not todo:
-        _echo(lead, f"{out}: all {len(mine)} shards of this part are complete; nothing to do")
-        return {"rendered": 0, "shards": 0, "seconds": 0.0}
-    extras = get_family(family).extras
     started = time.perf_counter()
-    bar = tqdm(total=n_todo, unit="scene", disable=not (progress and lead), smoothing=0.05,
-               desc=f"{family} part {part[0]}/{part[1]}" if part[1] > 1 else family)
+    rendered = _render_shards(config, todo, scenes, scenes_per_shard, out, params, compression,
+                              workers, part, progress and lead)
+    seconds = time.perf_counter() - started
+    summary = {"rendered": rendered, "shards": len(todo), "seconds": seconds}
+    if from_mpi:
+        summary = _mpi_sum(summary)
+    if not summary["shards"]:
+        _echo(lead, f"{out}: all shards of this job are complete; nothing to do")
+    else:
+        n, seconds = summary["rendered"], max(summary["seconds"], 1e-9)
+        _echo(lead, f"rendered {n} scenes into {summary['shards']} shards in {out} "
+                    f"({seconds:.1f} s, {n / seconds:.1f} scenes/s, {n * views / seconds:.0f} frames/s)"
+                    + (f" on {part[1]} ranks" if from_mpi else ""))
+    return summary
+
+
+def _render_shards(config: RenderConfig, todo: list[int], scenes: int, scenes_per_shard: int, out: str,
+                   params: dict, compression: str, workers: int | None, part: tuple[int, int],
+                   progress: bool) -> int:
+    """Render and write the shards ``todo`` in order; returns the number of scenes rendered."""
+    if not todo:
+        return 0
+    count = lambda k: min(scenes_per_shard, scenes - k * scenes_per_shard)  # noqa: E731
+    extras = get_family(config.family).extras
+    total = sum(count(k) for k in todo)
+    bar = tqdm(total=total, unit="scene", disable=not progress, smoothing=0.05,
+               desc=f"{config.family} part {part[0]}/{part[1]}" if part[1] > 1 else config.family)
     with bar, SceneStream(config, workers) as stream:
         chunks = stream.render(r for k in todo for r in split(k * scenes_per_shard,
                                                                k * scenes_per_shard + count(k),
                                                                config.chunk_scenes))
         for k in todo:
-            with ShardWriter(out, k, count(k), views, size, family=family, scenes_per_shard=scenes_per_shard,
-                             params=params, compression=compression, seed=seed, extras=extras) as writer:
+            with ShardWriter(out, k, count(k), config.views, config.size, family=config.family,
+                             scenes_per_shard=scenes_per_shard, params=params, compression=compression,
+                             seed=config.seed, extras=extras) as writer:
                 while writer.written < count(k):
                     chunk = next(chunks)
                     writer.write(chunk.images, chunk.cameras, **chunk.extras)
                     bar.update(len(chunk.images))
-                    bar.set_postfix_str(f"{(bar.format_dict['rate'] or 0) * views:.0f} frames/s", refresh=False)
+                    bar.set_postfix_str(f"{(bar.format_dict['rate'] or 0) * config.views:.0f} frames/s",
+                                        refresh=False)
                 writer.commit()
-    seconds = time.perf_counter() - started
-    _echo(lead, f"rendered {n_todo} scenes into {len(todo)} shards in {out} "
-                f"({seconds:.1f} s, {n_todo / seconds:.1f} scenes/s, {n_todo * views / seconds:.0f} frames/s)")
-    return {"rendered": n_todo, "shards": len(todo), "seconds": seconds}
+    return total
+
+
+def _mpi_sum(summary: dict) -> dict:
+    """The whole job's totals (scenes and shards summed, the slowest rank's time), when mpi4py is there."""
+    try:
+        from mpi4py import MPI
+    except ImportError:
+        return summary
+    comm = MPI.COMM_WORLD
+    return {"rendered": comm.allreduce(summary["rendered"]), "shards": comm.allreduce(summary["shards"]),
+            "seconds": comm.allreduce(summary["seconds"], op=MPI.MAX)}
 
 
 def _echo(lead: bool, message: str):
