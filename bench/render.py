@@ -10,6 +10,7 @@ import json
 import multiprocessing as mp
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -78,14 +79,21 @@ def tree_rss(pid: int) -> int:
     return total
 
 
+def mpiexec_prefix(ranks: int) -> list[str] | None:
+    """``mpiexec -n ranks`` from the venv (the `mpi` extra), or None when MPI is not installed."""
+    found = shutil.which("mpiexec", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    return [found, "--oversubscribe", "-n", str(ranks)] if found else None
+
+
 def run_render(family: str, family_args: list, scenes: int, workers: int, out: Path,
-               compression: str = "none", views: int = VIEWS) -> dict:
+               compression: str = "none", views: int = VIEWS, launcher: list | None = None) -> dict:
     """Time a whole `gqn render` process and sample the peak RSS of its process tree."""
-    cmd = [sys.executable, "-m", "gqn", "render", family, *family_args, "--scenes", str(scenes),
+    cmd = [*(launcher or []), sys.executable, "-m", "gqn", "render", family, *family_args, "--scenes", str(scenes),
            "--views", str(views), "--size", str(SIZE), "--workers", str(workers), "--out", str(out),
            "--compression", compression, "--no-progress"]
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    env = {**os.environ, "OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     peak = 0
     sampler_done = threading.Event()
 
@@ -105,6 +113,7 @@ def run_render(family: str, family_args: list, scenes: int, workers: int, out: P
         raise SystemExit(f"render failed: {err.decode()}")
     disk = sum(p.stat().st_size for p in out.glob("*.h5"))
     return {"family": family, "scenes": scenes, "workers": workers, "compression": compression,
+            "launcher": "mpiexec -n " + launcher[-1] if launcher else "",
             "seconds": seconds, "scenes_per_s": scenes / seconds, "frames_per_s": scenes * views / seconds,
             "peak_rss_mb": peak / 2 ** 20, "disk_mb": disk / 1e6}
 
@@ -154,14 +163,17 @@ def main():
         for compression in ("lzf", "gzip-1", "gzip-4"):
             runs.append(run_render("shepard-matzler", ["--parts", "5"], n, cores, tmp / compression,
                                    compression))
+        mpi = mpiexec_prefix(2)
+        if mpi:
+            runs.append(run_render("shepard-matzler", ["--parts", "5"], n, 1, tmp / "mpi", launcher=mpi))
         for scenes in ((200, 2000) if args.quick else (2000, 20000)):
             runs.append(run_render("shepard-matzler", ["--parts", "5"], scenes, cores, tmp / f"s{scenes}",
                                    "gzip-1"))
     results["runs"] = runs
-    print(f"\n{'family':16} {'scenes':>7} {'workers':>7} {'compression':>11} {'scenes/s':>9} {'frames/s':>9} "
+    print(f"\n{'family':16} {'launcher':>13} {'scenes':>7} {'workers':>7} {'compression':>11} {'scenes/s':>9} {'frames/s':>9} "
           f"{'x bare':>7} {'peak RSS MB':>11} {'disk MB':>8}")
     for r in runs:
-        print(f"{r['family']:16} {r['scenes']:7d} {r['workers']:7d} {r['compression']:>11} "
+        print(f"{r['family']:16} {r['launcher']:>13} {r['scenes']:7d} {r['workers']:7d} {r['compression']:>11} "
               f"{r['scenes_per_s']:9.1f} {r['frames_per_s']:9.0f} {r['frames_per_s'] / bare:7.2f} "
               f"{r['peak_rss_mb']:11.0f} {r['disk_mb']:8.1f}")
     one, many = runs[0], runs[1] if cores > 1 else runs[0]

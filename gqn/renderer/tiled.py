@@ -130,14 +130,19 @@ def _mesh_arrays(mesh) -> tuple[np.ndarray, np.ndarray]:
 
 
 def create_context():
-    """An EGL context of this process (surfaceless; we draw into our own framebuffers)."""
+    """An EGL context of this process (surfaceless; we draw into our own framebuffers).
+
+    ``EGL_DEVICE_ID=N`` selects the N-th EGL device (e.g. one GPU of several), as in pyrender.
+    """
     if os.environ.get("PYOPENGL_PLATFORM") != "egl":
         raise GqnError("PYOPENGL_PLATFORM must be 'egl' for offscreen rendering "
                        f"(it is {os.environ.get('PYOPENGL_PLATFORM')!r})")
     try:
-        from pyrender.platforms.egl import EGLPlatform
+        from pyrender.platforms import egl
 
-        platform = EGLPlatform(1, 1)
+        device_id = os.environ.get("EGL_DEVICE_ID")
+        device = egl.get_device_by_index(int(device_id)) if device_id else None
+        platform = egl.EGLPlatform(1, 1, device=device)
         platform.init_context()
         platform.make_current()
         from OpenGL import GL
