@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
@@ -65,6 +66,19 @@ def _filter_args(compression: str) -> dict:
     raise ShardError(f"unknown compression {compression!r}; choose from {', '.join(COMPRESSIONS)}")
 
 
+def encode_images(images: np.ndarray, compression: str) -> list[bytes] | None:
+    """Each scene of ``images`` (n, V, H, W, 3) as the bytes of its stored HDF5 chunk, for
+    ``ShardWriter.write(encoded=...)``: lets worker processes compress in parallel instead of the writing
+    process. None for lzf, which only HDF5 can encode (the writer then compresses)."""
+    _filter_args(compression)
+    if compression == "lzf":
+        return None
+    if compression == "none":
+        return [np.ascontiguousarray(scene).tobytes() for scene in images]
+    level = int(compression[5:])
+    return [zlib.compress(np.ascontiguousarray(scene), level) for scene in images]
+
+
 def params_json(params: Mapping) -> str:
     """Canonical JSON for the ``params`` attribute (sorted keys, so equal parameters give equal text)."""
     return json.dumps(dict(params), sort_keys=True)
@@ -112,13 +126,23 @@ class ShardWriter:
             self.abort()
             raise
 
-    def write(self, images: np.ndarray, cameras: np.ndarray, **extras: np.ndarray) -> None:
-        """Append a block of scenes: ``images`` (n, V, H, W, 3) uint8 and raw ``cameras`` (n, V, 5)."""
-        n = len(images)
+    def write(self, images: np.ndarray | None, cameras: np.ndarray, *, encoded: list[bytes] | None = None,
+              **extras: np.ndarray) -> None:
+        """Append a block of scenes: ``images`` (n, V, H, W, 3) uint8 and raw ``cameras`` (n, V, 5).
+
+        ``encoded`` (from ``encode_images`` with this shard's compression) replaces ``images``: the chunks
+        are stored as they are.
+        """
+        n = len(cameras)
         if self.written + n > self.num_scenes:
             raise ShardError(f"shard {self.index} holds {self.num_scenes} scenes; got {self.written + n}")
         sl = slice(self.written, self.written + n)
-        self._file["images"][sl] = images
+        if encoded is None:
+            self._file["images"][sl] = images
+        else:
+            dataset = self._file["images"].id
+            for i, chunk in enumerate(encoded):
+                dataset.write_direct_chunk((self.written + i, 0, 0, 0, 0), chunk)
         self._file["cameras"][sl] = cameras
         self._file["viewpoints"][sl] = viewpoints_from_cameras(cameras)
         for name, value in extras.items():

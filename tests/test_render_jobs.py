@@ -78,7 +78,7 @@ def test_resume_after_sigkill_is_byte_identical(tmp_path):
 
 
 def test_ctrl_c_stops_cleanly(tmp_path):
-    args = render_args(sorted(FAMILIES)[0], tmp_path / "c", "--workers", 2, scenes=400, per_shard=8, size=32)
+    args = render_args(sorted(FAMILIES)[0], tmp_path / "c", "--workers", 2, scenes=2000, per_shard=8, size=32)
     result = signal_when(args, tmp_path / "c", has_complete_and_tmp, sig=signal.SIGINT)
     assert result.returncode == 130
     assert result.stderr.strip().splitlines()[-1] == (

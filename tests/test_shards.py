@@ -119,3 +119,16 @@ def test_prepare_output_only_removes_its_own_temporary_files(tmp_path):
 def test_unknown_compression():
     with pytest.raises(ShardError, match="unknown compression"):
         shards._filter_args("zstd")
+
+
+@pytest.mark.parametrize("compression", ["none", "gzip-1", "gzip-9"])
+def test_pre_encoded_chunks_read_back_as_the_images(tmp_path, compression):
+    images = np.random.default_rng(0).integers(0, 4, (3, 3, 8, 8, 3), dtype=np.uint8)
+    cameras = np.zeros((3, 3, 5), np.float32)
+    with ShardWriter(tmp_path, 0, 3, 3, 8, family="t", scenes_per_shard=3, params={},
+                     compression=compression) as w:
+        w.write(None, cameras, encoded=shards.encode_images(images, compression))
+        w.commit()
+    with Dataset(tmp_path) as ds:
+        np.testing.assert_array_equal(ds.read(0, 3)["images"], images)
+    assert shards.encode_images(images, "lzf") is None

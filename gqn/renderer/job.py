@@ -1,15 +1,17 @@
 """`gqn render`: render a dataset into shards, resumable, optionally as one part of a larger job."""
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import signal
+import threading
 import time
 
 import click
 from tqdm import tqdm
 
 from gqn.errors import GqnError
-from gqn.renderer.families import get_family
 from gqn.renderer.stream import RenderConfig, SceneStream, split
 from gqn.shards import DEFAULT_COMPRESSION, ShardWriter, prepare_output
 
@@ -76,29 +78,57 @@ def _render_shards(config: RenderConfig, todo: list[int], scenes: int, scenes_pe
                    params: dict, compression: str, workers: int | None, part: tuple[int, int],
                    progress: bool) -> int:
     """Render and write the shards ``todo`` in order; returns the number of scenes rendered."""
-    if not todo:
-        return 0
     count = lambda k: min(scenes_per_shard, scenes - k * scenes_per_shard)  # noqa: E731
-    extras = get_family(config.family).extras
     total = sum(count(k) for k in todo)
+    if not total:
+        return 0
     bar = tqdm(total=total, unit="scene", disable=not progress, smoothing=0.05,
                desc=f"{config.family} part {part[0]}/{part[1]}" if part[1] > 1 else config.family)
-    with bar, SceneStream(config, workers) as stream:
-        chunks = stream.render(r for k in todo for r in split(k * scenes_per_shard,
-                                                               k * scenes_per_shard + count(k),
-                                                               config.chunk_scenes))
-        for k in todo:
-            with ShardWriter(out, k, count(k), config.views, config.size, family=config.family,
-                             scenes_per_shard=scenes_per_shard, params=params, compression=compression,
-                             seed=config.seed, extras=extras) as writer:
-                while writer.written < count(k):
-                    chunk = next(chunks)
-                    writer.write(chunk.images, chunk.cameras, **chunk.extras)
-                    bar.update(len(chunk.images))
-                    bar.set_postfix_str(f"{(bar.format_dict['rate'] or 0) * config.views:.0f} frames/s",
-                                        refresh=False)
-                writer.commit()
+    shards, writer = iter(todo), None
+    with bar, SceneStream(config, workers, encode=compression) as stream, _deferred_ctrl_c() as stop:
+        try:
+            for chunk in stream.render(r for k in todo for r in split(k * scenes_per_shard,
+                                                                      k * scenes_per_shard + count(k),
+                                                                      config.chunk_scenes)):
+                if stop.is_set():
+                    raise KeyboardInterrupt
+                if writer is None:
+                    k = next(shards)
+                    writer = ShardWriter(out, k, count(k), config.views, config.size, family=config.family,
+                                         scenes_per_shard=scenes_per_shard, params=params,
+                                         compression=compression, seed=config.seed,
+                                         extras={n: (a.shape[1:], a.dtype) for n, a in chunk.extras.items()})
+                writer.write(chunk.images, chunk.cameras, encoded=chunk.encoded, **chunk.extras)
+                if writer.written == writer.num_scenes:
+                    writer.commit()
+                    writer = None
+                bar.update(len(chunk.cameras))
+                bar.set_postfix_str(f"{(bar.format_dict['rate'] or 0) * config.views:.0f} frames/s",
+                                    refresh=False)
+        finally:
+            if writer is not None:
+                writer.abort()
     return total
+
+
+@contextlib.contextmanager
+def _deferred_ctrl_c():
+    """Turn the first Ctrl-C into a flag the write loop checks between chunks (an interrupt raised inside
+    HDF5's C code could otherwise be swallowed); a second Ctrl-C interrupts at once."""
+    stop = threading.Event()
+    if threading.current_thread() is not threading.main_thread():  # only the main thread gets signals
+        yield stop
+        return
+
+    def handler(signum, frame):
+        stop.set()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _mpi_sum(summary: dict) -> dict:

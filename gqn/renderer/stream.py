@@ -16,6 +16,8 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
+from gqn.shards import encode_images
+
 PIXEL_BUDGET = 1 << 21  # pixels per render pass: bounds framebuffer memory (64 px: 512 tiles)
 
 
@@ -25,6 +27,7 @@ class RenderedChunk:
     images: np.ndarray              # (n, V, H, W, 3) uint8
     cameras: np.ndarray             # (n, V, 5) float32 raw poses
     extras: dict                    # name -> (n, ...) per-scene arrays
+    encoded: list | None = None     # per-scene stored image chunks (then ``images`` is None)
 
 
 @dataclass(frozen=True)
@@ -47,14 +50,14 @@ class RenderConfig:
 _worker = None  # (config, family, renderer) of this worker process, or the exception that set-up raised
 
 
-def _init_worker(config: RenderConfig):
+def _init_worker(config: RenderConfig, encode: str | None):
     """Build this worker's renderer; a failure (e.g. no EGL) is kept and raised by the first task, since an
     exception in a Pool initializer would only make the pool restart the worker forever. Ctrl-C is left to
     the parent, which stops the pool."""
     global _worker
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
-        _worker = _build_worker(config)
+        _worker = (*_build_worker(config), encode)
     except Exception as e:
         _worker = e
 
@@ -73,13 +76,14 @@ def _build_worker(config: RenderConfig):
 def _render_range(bounds: tuple[int, int]) -> RenderedChunk:
     if isinstance(_worker, Exception):
         raise _worker
-    config, family, renderer = _worker
+    config, family, renderer, encode = _worker
     start, stop = bounds
     scenes = [family.scene(config.seed, i) for i in range(start, stop)]
     images = renderer.render(scenes)
     cameras = np.stack([s.cameras for s in scenes]).astype(np.float32)
     extras = {name: np.stack([s.extras[name] for s in scenes]) for name in family.extras}
-    return RenderedChunk(start, images, cameras, extras)
+    encoded = encode_images(images, encode) if encode else None
+    return RenderedChunk(start, None if encoded else images, cameras, extras, encoded)
 
 
 def split(start: int, stop: int, step: int) -> list[tuple[int, int]]:
@@ -88,12 +92,15 @@ def split(start: int, stop: int, step: int) -> list[tuple[int, int]]:
 
 
 class SceneStream:
-    """Renders scene ranges with ``workers`` processes and yields RenderedChunks in request order."""
+    """Renders scene ranges with ``workers`` processes and yields RenderedChunks in request order.
 
-    def __init__(self, config: RenderConfig, workers: int | None = None):
+    With ``encode`` (a shard compression) the workers also compress the images for the shard writer.
+    """
+
+    def __init__(self, config: RenderConfig, workers: int | None = None, encode: str | None = None):
         self.config = config
         self.workers = workers or os.cpu_count() or 1
-        self._pool = mp.get_context("spawn").Pool(self.workers, _init_worker, (config,))
+        self._pool = mp.get_context("spawn").Pool(self.workers, _init_worker, (config, encode))
 
     def render(self, ranges: Iterable[tuple[int, int]]) -> Iterator[RenderedChunk]:
         """Chunks for ``ranges`` (each at most ``config.chunk_scenes`` scenes), in order, bounded prefetch."""
