@@ -148,6 +148,115 @@ def info(data, preview, preview_scenes):
 # ---- the model: train / evaluate (gqn.model) ----
 
 
+class ContextRange(click.ParamType):
+    """Context views per batch: ``MIN-MAX`` (e.g. 1-14) or a single number ``K``."""
+
+    name = "MIN-MAX"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        m = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", str(value))
+        if not m:
+            self.fail(f"{value!r} is not MIN-MAX or K (examples: 1-14, 3)", param, ctx)
+        low, high = int(m.group(1)), int(m.group(2) or m.group(1))
+        if not 1 <= low <= high:
+            self.fail(f"{value}: need 1 <= MIN <= MAX", param, ctx)
+        return low, high
+
+
+_gpu_option = click.option("--gpu", type=click.IntRange(0), default=None,
+                           help="CUDA device id (needs CuPy: the gpu extra) [default: CPU].")
+
+
+@cli.command()
+@click.argument("data", type=click.Path(file_okay=False))
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="Run directory: snapshot.npz, config.json, log.jsonl.")
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its snapshot.")
+@click.option("--iterations", type=Count(), default="2M", show_default=True,
+              help="Train until this many iterations in total (accepts 500k, 2M).")
+@click.option("--batch-size", type=click.IntRange(1), default=36, show_default=True)
+@click.option("--context", type=ContextRange(), default=None,
+              help="Context views per batch, drawn per batch [default: 1-(views-1)].")
+@click.option("--steps", type=click.IntRange(1), default=12, show_default=True, help="Generation steps L.")
+@click.option("--hidden", type=click.IntRange(1), default=128, show_default=True, help="Core channels h.")
+@click.option("--latent", type=click.IntRange(1), default=3, show_default=True, help="Latent channels z.")
+@click.option("--canvas", type=click.IntRange(1), default=128, show_default=True, help="Canvas channels u.")
+@click.option("--r-channels", type=click.IntRange(2), default=256, show_default=True,
+              help="Representation channels r.")
+@click.option("--representation", type=click.Choice(["tower", "pool"]), default="tower", show_default=True)
+@click.option("--shared-cores/--no-shared-cores", default=True, show_default=True,
+              help="One core for all steps, or one per step (12x the core parameters).")
+@click.option("--lr-start", type=click.FloatRange(0, min_open=True), default=5e-4, show_default=True)
+@click.option("--lr-end", type=click.FloatRange(0, min_open=True), default=5e-5, show_default=True)
+@click.option("--lr-steps", type=Count(), default="1.6M", show_default=True,
+              help="Iterations over which the learning rate anneals linearly.")
+@click.option("--sigma-start", type=click.FloatRange(0, min_open=True), default=2.0, show_default=True,
+              help="Pixel standard deviation of the likelihood at iteration 0.")
+@click.option("--sigma-end", type=click.FloatRange(0, min_open=True), default=0.7, show_default=True)
+@click.option("--sigma-steps", type=Count(), default="200k", show_default=True)
+@click.option("--adam-beta1", type=click.FloatRange(0, 1, max_open=True), default=0.9, show_default=True)
+@click.option("--adam-beta2", type=click.FloatRange(0, 1, max_open=True), default=0.999, show_default=True)
+@click.option("--adam-eps", type=click.FloatRange(0, min_open=True), default=1e-8, show_default=True)
+@click.option("--seed", type=click.IntRange(0), default=0, show_default=True,
+              help="Seeds the initial weights, the data order and the latent noise.")
+@_gpu_option
+@click.option("--test", type=click.Path(file_okay=False), default=None,
+              help="Held-out shard directory, evaluated every --test-every iterations.")
+@click.option("--test-every", type=Count(), default="1000", show_default=True)
+@click.option("--test-scenes", type=Count(), default="256", show_default=True)
+@click.option("--snapshot-every", type=Count(), default="1000", show_default=True)
+@click.option("--log-every", type=Count(), default="10", show_default=True)
+@click.option("--workers", type=click.IntRange(0), default=1, show_default=True,
+              help="Data loader processes (0: load in the training process).")
+@click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
+@click.pass_context
+def train(ctx, data, out, resume, test, context, iterations, snapshot_every, log_every, test_every,
+          test_scenes, gpu, workers, progress, **hyper):
+    """Train a GQN on the shards in DATA.
+
+    Example: gqn train data/sm5/train --test data/sm5/test --out runs/sm5
+    """
+    from click.core import ParameterSource
+
+    from gqn.model.train import RunOptions, run_training
+
+    explicit = {name for name in [*hyper, "context"] if ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE}
+    if "context" in explicit:
+        explicit |= {"context_min", "context_max"}
+    hyper["context_min"], hyper["context_max"] = context or (1, None)
+    options = RunOptions(iterations, snapshot_every, log_every, test_every, test_scenes, gpu, workers, progress)
+    run_training(data, out, hyper, explicit, options, resume=resume, test=test)
+
+
+@cli.command()
+@click.argument("run", type=click.Path(file_okay=False))
+@click.option("--data", required=True, type=click.Path(file_okay=False), help="Held-out shard directory.")
+@click.option("--scenes", type=Count(), default="256", show_default=True,
+              help="Evaluate the first N scenes of --data.")
+@click.option("--out", type=click.Path(file_okay=False), default=None, help="Output directory [default: RUN/eval].")
+@click.option("--batch-size", type=click.IntRange(1), default=16, show_default=True)
+@click.option("--context", type=ContextRange(), default=None, help="Context views [default: the run's].")
+@click.option("--samples", type=click.IntRange(1, 32), default=4, show_default=True,
+              help="Sampled predictions per grid row.")
+@click.option("--rows", type=click.IntRange(1, 64), default=8, show_default=True, help="Scenes in the grid.")
+@click.option("--gifs", type=click.IntRange(0), default=4, show_default=True, help="Scenes with an orbit GIF.")
+@click.option("--frames", type=click.IntRange(2, 720), default=36, show_default=True, help="Frames per GIF.")
+@click.option("--seed", type=click.IntRange(0), default=0, show_default=True)
+@_gpu_option
+def evaluate(run, data, **opts):
+    """Metrics, a prediction grid and orbit GIFs of the training run RUN on held-out scenes.
+
+    Example: gqn evaluate runs/sm5 --data data/sm5/test --out runs/sm5/eval
+    """
+    from gqn.model.evaluate import format_table, run_evaluation
+
+    metrics = run_evaluation(run, data, **opts)
+    click.echo(format_table(metrics))
+    click.echo(f"metrics, predictions.png and orbit GIFs written to {opts['out'] or run + '/eval'}")
+
+
 def _one_line_errors(f):
     @functools.wraps(f)
     def wrapper():

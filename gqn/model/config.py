@@ -1,0 +1,71 @@
+"""Hyperparameters of a training run: the architecture (ModelConfig) and the optimisation (TrainConfig).
+
+Both are plain dataclasses stored as JSON in every snapshot, so a run can be resumed or evaluated without
+repeating its options. Defaults are the paper's (Eslami et al. 2018) and chainer-gqn's.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+from gqn.errors import GqnError
+
+REPRESENTATIONS = ("tower", "pool")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    height: int
+    width: int
+    steps: int = 12                 # L, generation steps
+    hidden: int = 128               # h, ConvLSTM channels
+    latent: int = 3                 # z channels
+    canvas: int = 128               # u channels (full resolution)
+    r_channels: int = 256           # representation channels
+    representation: str = "tower"   # tower | pool
+    shared_cores: bool = True       # one core (and head) for all steps, or one per step
+
+    def __post_init__(self):
+        if self.height % 4 or self.width % 4:
+            raise GqnError(f"image size {self.height}x{self.width} is not divisible by 4, "
+                           "which the GQN architecture (1/4 resolution cores) needs")
+        if self.representation not in REPRESENTATIONS:
+            raise GqnError(f"unknown representation {self.representation!r}; choose tower or pool")
+
+    @property
+    def core_size(self) -> tuple[int, int]:
+        """Spatial size of the cores, the latent maps and the tower representation (1/4 resolution)."""
+        return self.height // 4, self.width // 4
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    batch_size: int = 36
+    context_min: int = 1
+    context_max: int | None = None   # None: views - 1 of the data
+    lr_start: float = 5e-4
+    lr_end: float = 5e-5
+    lr_steps: int = 1_600_000
+    sigma_start: float = 2.0
+    sigma_end: float = 0.7
+    sigma_steps: int = 200_000
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    adam_eps: float = 1e-8
+    seed: int = 0
+
+    def learning_rate(self, iteration: int) -> float:
+        return anneal(self.lr_start, self.lr_end, self.lr_steps, iteration)
+
+    def pixel_sigma(self, iteration: int) -> float:
+        return anneal(self.sigma_start, self.sigma_end, self.sigma_steps, iteration)
+
+
+def anneal(start: float, end: float, steps: int, iteration: int) -> float:
+    """Linear annealing from ``start`` (iteration 0) to ``end`` (iteration ``steps`` and later)."""
+    return end + (start - end) * max(0.0, 1.0 - iteration / steps)
+
+
+def from_dict(cls, values: dict):
+    """Rebuild a config from stored JSON, ignoring keys a newer version might add."""
+    names = {f.name for f in fields(cls)}
+    return cls(**{k: v for k, v in values.items() if k in names})

@@ -1,0 +1,249 @@
+"""`gqn train`: start or resume a run, the training step, logging, test evaluation and snapshots.
+
+A run directory holds ``snapshot.npz`` (see ``snapshot``), ``config.json`` (the run's configuration, for
+reading) and ``log.jsonl`` (one JSON object per line: training averages every ``log_every`` iterations with
+``"split": "train"``, test-set metrics with ``"split": "test"``).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import chainer
+import chainer.functions as F
+import numpy as np
+from chainer import optimizers
+from tqdm import tqdm
+
+from gqn.errors import GqnError
+from gqn.model import snapshot
+from gqn.model.config import ModelConfig, TrainConfig, from_dict
+from gqn.model.device import get_device
+from gqn.model.gqn import build_model
+from gqn.model.images import model_inputs
+from gqn.model.loader import NOISE_STREAM, ShardBatches, batch_rng, prefetch
+from gqn.model.loss import bits_per_pixel
+from gqn.shards import Dataset
+
+SNAPSHOT = "snapshot.npz"
+CONFIG = "config.json"
+LOG = "log.jsonl"
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How to run, as opposed to what to learn: free to change when a run is resumed."""
+    iterations: int
+    snapshot_every: int = 1000
+    log_every: int = 10
+    test_every: int = 1000
+    test_scenes: int = 256
+    gpu: int | None = None
+    workers: int = 1
+    progress: bool = True
+
+
+@dataclass
+class Run:
+    """Everything a training loop needs."""
+    directory: Path
+    model: chainer.Chain
+    optimizer: chainer.Optimizer
+    config: TrainConfig
+    source: ShardBatches
+    test_source: ShardBatches | None
+    device: object
+    start: int
+    data: str
+
+
+def run_training(data, out, hyper: dict, explicit: set, options: RunOptions, resume: bool = False,
+                 test=None) -> None:
+    """Train on shard directory ``data`` into run directory ``out``.
+
+    ``hyper`` holds every ModelConfig / TrainConfig field the user could set (the CLI defaults included);
+    ``explicit`` names those given on the command line, which a resumed run checks against its own.
+    """
+    run = open_run(data, out, hyper, explicit, options, resume, test)
+    train(run, options)
+
+
+def open_run(data, out, hyper, explicit, options, resume, test) -> Run:
+    dataset = Dataset(data)
+    directory = Path(out)
+    if resume:
+        meta = snapshot.load_meta(directory / SNAPSHOT)
+        model_config, config = _resumed_configs(meta, hyper, explicit)
+        start = meta["iteration"]
+    else:
+        if (directory / SNAPSHOT).exists():
+            raise GqnError(f"{directory} already holds a training run: pass --resume to continue it, "
+                           "or choose another --out")
+        model_config, config = _new_configs(dataset, hyper)
+        start = 0
+    check_image_size(dataset, model_config, "the model")
+    context = (config.context_min, config.context_max)
+    source = ShardBatches(dataset, config.batch_size, context, config.seed)
+    test_source = None
+    if test is not None:
+        test_data = Dataset(test)
+        check_image_size(test_data, model_config, "the model")
+        test_source = ShardBatches(test_data, config.batch_size, context, config.seed, sequential=True,
+                                   scenes=options.test_scenes)
+    device = get_device(options.gpu)
+    model = build_model(model_config, config.seed)
+    optimizer = make_optimizer(model, config)
+    if resume:
+        snapshot.load_state(directory / SNAPSHOT, model, optimizer)
+    model.to_device(device)
+    directory.mkdir(parents=True, exist_ok=True)
+    return Run(directory, model, optimizer, config, source, test_source, device, start, str(data))
+
+
+def _new_configs(dataset: Dataset, hyper: dict) -> tuple[ModelConfig, TrainConfig]:
+    values = {**hyper, "height": dataset.height, "width": dataset.width}
+    if values.get("context_max") is None:
+        values["context_max"] = dataset.views - 1
+    return from_dict(ModelConfig, values), from_dict(TrainConfig, values)
+
+
+def _resumed_configs(meta: dict, hyper: dict, explicit: set) -> tuple[ModelConfig, TrainConfig]:
+    """The stored configs; explicit training options override, explicit model options must agree."""
+    model_config = from_dict(ModelConfig, meta["model"])
+    for name in sorted(explicit & set(meta["model"])):
+        if hyper[name] != meta["model"][name]:
+            raise GqnError(f"--{name.replace('_', '-')} {hyper[name]} differs from the resumed run's "
+                           f"{meta['model'][name]}; the architecture of a run cannot change")
+    changes = {name: hyper[name] for name in explicit & set(meta["train"])}
+    return model_config, from_dict(TrainConfig, {**meta["train"], **changes})
+
+
+def check_image_size(dataset: Dataset, config: ModelConfig, what: str) -> None:
+    if (dataset.height, dataset.width) != (config.height, config.width):
+        raise GqnError(f"size mismatch: {what} works on {config.height}x{config.width} images, "
+                       f"{dataset.directory} holds {dataset.height}x{dataset.width}")
+
+
+def make_optimizer(model, config: TrainConfig) -> chainer.Optimizer:
+    optimizer = optimizers.Adam(alpha=config.lr_start, beta1=config.adam_beta1, beta2=config.adam_beta2,
+                                eps=config.adam_eps)
+    optimizer.setup(model)
+    return optimizer
+
+
+def train_step(model, optimizer, batch, config: TrainConfig, iteration: int, device) -> dict:
+    """One Adam step on the negative ELBO; returns the batch's metrics (floats).
+
+    Raises GqnError before updating anything if the loss is not finite.
+    """
+    sigma = config.pixel_sigma(iteration)
+    optimizer.hyperparam.alpha = config.learning_rate(iteration)
+    context, context_viewpoints, query, query_viewpoint = model_inputs(batch, device)
+    noise = device.send(model.noise(batch_rng(config.seed, iteration, NOISE_STREAM), len(query)))
+    with chainer.using_config("train", True):
+        r = model.represent(context, context_viewpoints)
+        nll, kl, mean = model.elbo(r, query_viewpoint, query, sigma, noise)
+        loss = F.mean(nll + kl)
+    xp = device.xp
+    values = chainer.backend.CpuDevice().send(
+        xp.stack([loss.array, nll.array.mean(), kl.array.mean(), ((query - mean.array) ** 2).mean()]))
+    metrics = dict(zip(("neg_elbo", "nll", "kl", "mse"), map(float, values)))
+    if not np.isfinite(values).all():
+        raise NonFiniteLoss(f"loss is {metrics['neg_elbo']} at iteration {iteration + 1}")
+    model.cleargrads()
+    loss.backward()
+    optimizer.update()
+    metrics["bits_per_pixel"] = bits_per_pixel(metrics["neg_elbo"], query[0].size)
+    return metrics
+
+
+class NonFiniteLoss(GqnError):
+    """The loss became NaN or infinite (the update is skipped; the run stops)."""
+
+
+def train(run: Run, options: RunOptions) -> None:
+    """Iterate from ``run.start`` to ``options.iterations``: log, test and snapshot on schedule."""
+    log = RunLog(run.directory / LOG, run.start)
+    _write_config(run)
+    batches = prefetch(run.source, run.start, options.iterations, workers=options.workers)
+    window = []
+    bar = tqdm(total=options.iterations, initial=run.start, unit="it", dynamic_ncols=True,
+               disable=not options.progress)
+    try:
+        for iteration, batch in zip(range(run.start, options.iterations), batches):
+            try:
+                window.append(train_step(run.model, run.optimizer, batch, run.config, iteration, run.device))
+            except NonFiniteLoss as e:
+                raise GqnError(f"{e}; stopped. {_kept(run.directory)}")
+            done = iteration + 1
+            bar.set_postfix_str(_summary(window[-1]), refresh=False)
+            bar.update()
+            if done % options.log_every == 0 or done == options.iterations:
+                log.write({"iteration": done, "split": "train", **_mean(window),
+                           "lr": run.config.learning_rate(iteration), "sigma": run.config.pixel_sigma(iteration)})
+                window = []
+            if run.test_source is not None and (done % options.test_every == 0 or done == options.iterations):
+                _test(run, done, log, bar)
+            if done % options.snapshot_every == 0 or done == options.iterations:
+                save_snapshot(run, done)
+    finally:
+        bar.close()
+        batches.close()
+
+
+def _test(run: Run, done: int, log, bar) -> None:
+    from gqn.model.evaluate import measure
+
+    metrics = measure(run.model, run.test_source, run.config.pixel_sigma(done - 1), run.device)
+    log.write({"iteration": done, "split": "test", **metrics})
+    bar.write(f"test @ {done}: {_summary(metrics)}, prediction mse {metrics['prediction_mse']:.5f}")
+
+
+def save_snapshot(run: Run, done: int) -> None:
+    snapshot.save(run.directory / SNAPSHOT, run.model, run.optimizer, {
+        "iteration": done, "model": dataclasses.asdict(run.model.config),
+        "train": dataclasses.asdict(run.config), "data": run.data})
+
+
+def _write_config(run: Run) -> None:
+    text = json.dumps({"model": dataclasses.asdict(run.model.config), "train": dataclasses.asdict(run.config),
+                       "data": run.data}, indent=2)
+    (run.directory / CONFIG).write_text(text + "\n")
+
+
+def _kept(directory: Path) -> str:
+    path = directory / SNAPSHOT
+    if not path.exists():
+        return "No snapshot was written yet."
+    iteration = snapshot.load_meta(path)["iteration"]
+    return (f"The last good snapshot {path} (iteration {iteration}) is kept: resume it with --resume "
+            "and a lower --lr-start.")
+
+
+def _summary(m: dict) -> str:
+    return (f"-elbo {m['neg_elbo']:.1f} bpp {m['bits_per_pixel']:.3f} kl {m['kl']:.2f} "
+            f"mse {m['mse']:.5f}")
+
+
+def _mean(window: list[dict]) -> dict:
+    return {key: sum(m[key] for m in window) / len(window) for key in window[0]}
+
+
+class RunLog:
+    """Append-only JSON-lines log; on resume, entries after the resumed iteration are dropped (they are
+    about to be repeated)."""
+
+    def __init__(self, path: Path, start: int):
+        self.path = path
+        if path.exists():
+            kept = [line for line in path.read_text().splitlines()
+                    if line.strip() and json.loads(line)["iteration"] <= start]
+            path.write_text("".join(line + "\n" for line in kept))
+
+    def write(self, entry: dict) -> None:
+        entry = {**entry, "time": round(time.time(), 3)}
+        with open(self.path, "a") as f:
+            f.write(json.dumps(entry) + "\n")

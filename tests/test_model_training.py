@@ -1,0 +1,125 @@
+"""Training: real learning on 16 px data, exact resume, NaN handling, and the CLI's one-line errors."""
+import json
+import sys
+
+import chainer
+import numpy as np
+import pytest
+
+from gqn.cli import main
+from gqn.errors import GqnError
+from gqn.model.config import ModelConfig, TrainConfig
+from gqn.model.device import get_device
+from gqn.model.gqn import build_model
+from gqn.model.loader import ShardBatches
+from gqn.model.train import RunOptions, make_optimizer, run_training, train_step
+from gqn.shards import Dataset
+from tests.model_data import TINY, write_dataset
+
+HYPER = {**TINY, "batch_size": 4}
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("training")
+    return {"train": write_dataset(root / "train", scenes=20), "test": write_dataset(root / "test", 8, seed=1),
+            "small": write_dataset(root / "small", scenes=4, size=12), "root": root}
+
+
+def train_run(data_dir, out, iterations, resume=False, explicit=(), **hyper):
+    options = RunOptions(iterations, snapshot_every=3, log_every=1, workers=0, progress=False)
+    run_training(data_dir, out, {**HYPER, **hyper}, set(explicit), options, resume=resume)
+
+
+def test_elbo_decreases_on_a_fixed_batch(data):
+    config = TrainConfig(batch_size=8, lr_start=5e-3, lr_end=5e-3, context_max=4)
+    model = build_model(ModelConfig(16, 16, **TINY), seed=0)
+    optimizer = make_optimizer(model, config)
+    batch = ShardBatches(Dataset(data["train"]), 8, (2, 2), seed=0).batch(0)
+    losses = [train_step(model, optimizer, batch, config, i, get_device(None))["neg_elbo"] for i in range(40)]
+    assert np.mean(losses[-5:]) < np.mean(losses[:5]) - 5, losses
+
+
+def snapshot_arrays(run):
+    with np.load(run / "snapshot.npz") as npz:
+        return {k: npz[k] for k in npz.files if k != "meta"}
+
+
+def train_losses(run):
+    entries = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    return [(e["iteration"], e["neg_elbo"], e["kl"]) for e in entries if e["split"] == "train"]
+
+
+def test_resume_continues_exactly(data, tmp_path):
+    train_run(data["train"], tmp_path / "straight", 6)
+    train_run(data["train"], tmp_path / "resumed", 3)
+    train_run(data["train"], tmp_path / "resumed", 6, resume=True)
+    a, b = snapshot_arrays(tmp_path / "straight"), snapshot_arrays(tmp_path / "resumed")
+    assert a.keys() == b.keys() and any(k.startswith("optimizer/") for k in a)
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+    assert train_losses(tmp_path / "straight") == train_losses(tmp_path / "resumed")
+    assert [i for i, _, _ in train_losses(tmp_path / "resumed")] == [1, 2, 3, 4, 5, 6]
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_snapshot(data, tmp_path):
+    run = tmp_path / "run"
+    train_run(data["train"], run, 3)
+    before = snapshot_arrays(run)
+    bad = write_dataset(tmp_path / "nan", scenes=6, nan_viewpoints=True)
+    with pytest.raises(GqnError, match=r"loss is nan at iteration 4; stopped\. The last good snapshot .*"
+                                       r"\(iteration 3\) is kept"):
+        train_run(bad, run, 6, resume=True)
+    after = snapshot_arrays(run)
+    assert all(np.array_equal(before[k], after[k]) for k in before)
+
+
+def cli(monkeypatch, capsys, *args):
+    monkeypatch.setattr(sys, "argv", ["gqn", *map(str, args)])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    out, err = capsys.readouterr()
+    return exit_info.value.code, out, err
+
+
+def test_cli_train_then_evaluate(data, tmp_path, monkeypatch, capsys):
+    run = tmp_path / "run"
+    tiny = ["--steps", 2, "--hidden", 8, "--canvas", 8, "--r-channels", 16, "--batch-size", 4]
+    code, _, err = cli(monkeypatch, capsys, "train", data["train"], "--out", run, "--iterations", 2,
+                       "--test", data["test"], "--test-every", 2, "--workers", 0, "--no-progress", *tiny)
+    assert code == 0, err
+    splits = [json.loads(line)["split"] for line in (run / "log.jsonl").read_text().splitlines()]
+    assert splits == ["train", "test"]
+    code, out, err = cli(monkeypatch, capsys, "evaluate", run, "--data", data["test"], "--gifs", 1,
+                         "--frames", 4)
+    assert code == 0, err
+    assert "bits/pixel" in out and (run / "eval" / "metrics.json").exists()
+
+
+@pytest.mark.parametrize("case,message", [
+    ("missing", "not a directory"),
+    ("corrupt", "not a readable HDF5 file"),
+    ("gpu", "--gpu 0: CuPy with a CUDA GPU is not available"),
+    ("exists", "already holds a training run"),
+    ("size", "size mismatch"),
+    ("architecture", "--hidden 16 differs"),
+])
+def test_cli_train_errors_are_one_line(data, tmp_path, monkeypatch, capsys, case, message):
+    run = data["root"] / "error-run"
+    if not (run / "snapshot.npz").exists():
+        train_run(data["train"], run, 3)
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    (corrupt / "000000.h5").write_bytes(b"not hdf5")
+    args = {
+        "missing": [tmp_path / "nowhere", "--out", tmp_path / "r"],
+        "corrupt": [corrupt, "--out", tmp_path / "r"],
+        "gpu": [data["train"], "--out", tmp_path / "r", "--gpu", 0],
+        "exists": [data["train"], "--out", run],
+        "size": [data["small"], "--out", run, "--resume"],
+        "architecture": [data["train"], "--out", run, "--resume", "--hidden", 16],
+    }[case]
+    if case == "gpu" and chainer.backends.cuda.available:
+        pytest.skip("a GPU is available here")
+    code, out, err = cli(monkeypatch, capsys, "train", *args, "--no-progress", "--workers", 0)
+    assert code == 1
+    assert err.startswith("Error: ") and message in err and err.count("\n") == 1, err
