@@ -84,7 +84,7 @@ def find_inputs(srcs) -> dict[str, list[Path]]:
         else:
             raise ConvertError(f"{src}: no such file or directory")
         for split, paths in found.items():
-            groups.setdefault(split, set()).update(p.resolve() for p in paths)
+            groups.setdefault(split, set()).update(p.absolute() for p in paths)
     out = {}
     for split, paths in sorted(groups.items(), key=lambda item: (SPLITS + ("",)).index(item[0])):
         files = sorted(paths, key=file_sort_key)

@@ -47,7 +47,7 @@ def file_sort_key(path) -> tuple:
 
 def infer_dataset(path) -> str | None:
     """The dataset named by ``path`` or by one of its parent directories, if any."""
-    for part in reversed(Path(path).resolve().parts):
+    for part in reversed(Path(path).absolute().parts):
         if part in DATASETS:
             return part
     return None
