@@ -123,7 +123,14 @@ class ShardWriter:
         if self.written + n > self.num_scenes:
             raise ShardError(f"shard {self.index} holds {self.num_scenes} scenes; got {self.written + n}")
         sl = slice(self.written, self.written + n)
-        self._file["images"][sl] = images
+        dataset = self._file["images"]
+        if np.shape(images)[1:] != dataset.shape[1:]:
+            raise ShardError(f"images of shape {np.shape(images)[1:]} do not fit {dataset.shape[1:]}")
+        if dataset.compression is None:  # whole chunks straight to the file: skips HDF5's selection code
+            for i, scene in enumerate(np.ascontiguousarray(images, np.uint8), self.written):
+                dataset.id.write_direct_chunk((i, 0, 0, 0, 0), scene)
+        else:
+            dataset[sl] = images
         self._file["cameras"][sl] = cameras
         self._file["viewpoints"][sl] = viewpoints_from_cameras(cameras)
         for name, value in extras.items():

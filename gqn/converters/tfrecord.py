@@ -61,10 +61,11 @@ class RecordReader:
         self.on_corrupt = on_corrupt
         self._raw = open(self.path, "rb", buffering=_BUFFER)
         self._stream = gzip.GzipFile(fileobj=self._raw, mode="rb") if is_gzip(self.path) else self._raw
+        self._offset = 0  # bytes of the (uncompressed) stream consumed; tell() would cost a system call
 
     @property
     def position(self) -> int:
-        return self._raw.tell()
+        return self._raw.tell() if self._stream is not self._raw else self._offset
 
     def close(self) -> None:
         self._stream.close()
@@ -121,6 +122,7 @@ class RecordReader:
         if len(data) < length or len(footer) < _FOOTER.size:
             raise RecordError(self.path, index, f"truncated file (record of {length} bytes cut short)",
                               fatal=True)
+        self._offset += _HEADER.size + length + _FOOTER.size
         if masked_crc32c(data) != _FOOTER.unpack(footer)[0]:
             raise RecordError(self.path, index, "data CRC mismatch (corrupt record)")
         return data
@@ -130,9 +132,9 @@ class RecordReader:
         length = self._header(index)
         if length is None:
             return None
-        target = self._stream.tell() + length + _FOOTER.size
-        reached = self._stream.seek(target)
-        if reached != target or (self._stream is self._raw and target > os.fstat(self._raw.fileno()).st_size):
+        self._offset += _HEADER.size + length + _FOOTER.size
+        if self._stream.seek(self._offset) != self._offset or (
+                self._stream is self._raw and self._offset > os.fstat(self._raw.fileno()).st_size):
             raise RecordError(self.path, index, "truncated file", fatal=True)
         return True
 
