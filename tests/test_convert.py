@@ -75,7 +75,7 @@ def test_converts_dataset_directory_into_train_and_test(sm5, tmp_path, capsys):
     code, out, err = run_gqn(capsys, "convert", "tfrecord", root, tmp_path / "out", "--no-progress",
                              "--workers", "2", "--scenes-per-shard", "5")
     assert code == 0, err
-    assert "train: 12 scenes from 3 files" in out and "test: 3 scenes from 1 files" in out
+    assert "train: 12 scenes from 3 files" in out and "test: 3 scenes from 1 file " in out
     assert leftovers(tmp_path / "out" / "train") == ["000000.h5", "000001.h5", "000002.h5"]
     assert_scenes(tmp_path / "out" / "train", scenes["train"])
     assert_scenes(tmp_path / "out" / "test", scenes["test"])
@@ -214,6 +214,19 @@ def assert_same_datasets(a, b):
                 assert np.array_equal(fa[key][()], fb[key][()])
 
 
+def workers_gone(group: int, timeout: float = 10) -> bool:
+    """Whether process group ``group`` empties within ``timeout`` s; kills what is left of it if not."""
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            os.killpg(group, 0)
+            time.sleep(0.01)
+        os.killpg(group, signal.SIGKILL)
+    except ProcessLookupError:
+        return True
+    return False
+
+
 def test_resume_after_sigkill_matches_uninterrupted(tmp_path, capsys):
     src = tmp_path / SM5
     write_files(src / "train", [200, 200], seed=4, distinct_frames=40)
@@ -225,8 +238,9 @@ def test_resume_after_sigkill_matches_uninterrupted(tmp_path, capsys):
     while len(list((killed / "train").glob("*.h5"))) < 3 and time.monotonic() < deadline:
         time.sleep(0.002)
     assert proc.poll() is None, "conversion finished before it could be killed"
-    os.killpg(proc.pid, signal.SIGKILL)  # the converter and its workers, like a crashed node
+    os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
+    assert workers_gone(proc.pid), "worker processes outlived the killed converter"
     assert 3 <= len(list((killed / "train").glob("*.h5"))) < 40
     code, out, err = run_gqn(capsys, *args[:3], killed, *args[4:])
     assert code == 0, err

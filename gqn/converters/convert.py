@@ -12,6 +12,7 @@ the last complete shard, so an interrupted conversion never duplicates or drops 
 """
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import json
 import mmap
@@ -56,13 +57,17 @@ class SplitSummary:
     warnings: list[str] = field(default_factory=list)
 
     def __str__(self):
-        rate = self.scenes / self.seconds if self.seconds else 0.0
-        text = (f"{self.name or 'all'}: {self.scenes} scenes from {self.files} files in {self.seconds:.1f} s "
-                f"({rate:.0f} records/s, {self.bytes_read / 1e6 / max(self.seconds, 1e-9):.1f} MB/s); "
-                f"{self.shards} shards in {self.out}")
+        seconds = max(self.seconds, 1e-9)
+        text = (f"{self.name or 'all'}: {self.scenes} scenes from {_plural(self.files, 'file')} in "
+                f"{self.seconds:.1f} s ({self.scenes / seconds:.0f} records/s, {self.bytes_read / 1e6 / seconds:.1f}"
+                f" MB/s); {_plural(self.shards, 'shard')} in {self.out}")
         if self.resumed_shards:
             text += f" ({self.resumed_shards} kept from an earlier run)"
         return text + f"; {self.skipped} corrupt records skipped" * bool(self.skipped)
+
+
+def _plural(n: int, noun: str) -> str:
+    return f"{n} {noun}{'s' * (n != 1)}"
 
 
 def find_inputs(srcs) -> dict[str, list[Path]]:
@@ -119,7 +124,7 @@ def convert_tfrecord(srcs, out, dataset: str | None = None, *, workers: int | No
     srcs = [srcs] if isinstance(srcs, (str, os.PathLike)) else list(srcs)
     info = resolve_dataset(srcs, dataset)
     inputs = find_inputs(srcs)
-    workers = workers or len(os.sched_getaffinity(0))
+    workers = workers or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count())
     summaries = []
     for split, files in inputs.items():
         expected = info.files(split) if split else None
@@ -146,6 +151,8 @@ def _init_worker(slots: list[np.ndarray]) -> None:
     global _slots
     _slots = slots
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process handles Ctrl-C and ends the pool
+    if sys.platform == "linux":  # and if it is killed outright, its workers go too (PR_SET_PDEATHSIG)
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)
 
 
 def decode_frame(data: bytes, out: np.ndarray, view: int) -> None:
