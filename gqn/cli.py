@@ -126,6 +126,68 @@ def render_shepard_matzler(parts, **opts):
 
 # ---- DeepMind datasets: convert / export (gqn.converters) ----
 
+from gqn.converters.datasets import DATASETS  # noqa: E402  (imports kept in this section: clean merges)
+from gqn.shards import COMPRESSIONS, DEFAULT_COMPRESSION  # noqa: E402
+
+
+@cli.group()
+def convert():
+    """Convert datasets from other formats into shards."""
+
+
+@convert.command("tfrecord")
+@click.argument("src", nargs=-1, required=True, type=click.Path(exists=True))
+@click.argument("out", type=click.Path(file_okay=False))
+@click.option("--dataset", type=click.Choice(sorted(DATASETS)), default=None,
+              help="Which DeepMind dataset [default: the one named in SRC's path].")
+@click.option("--workers", type=click.IntRange(1), default=None,
+              help="JPEG-decoding processes [default: all cores].")
+@click.option("--scenes-per-shard", type=click.IntRange(1), default=2000, show_default=True)
+@click.option("--compression", type=click.Choice(COMPRESSIONS), default=DEFAULT_COMPRESSION,
+              show_default=True, help="HDF5 compression of the images.")
+@click.option("--skip-corrupt", is_flag=True,
+              help="Log and skip corrupt records instead of stopping at the first one.")
+@click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
+def convert_tfrecord(src, out, **opts):
+    """Convert DeepMind GQN TFRecords (no TensorFlow needed) into shards under OUT/train and OUT/test.
+
+    SRC is a dataset directory holding train/ and test/, a directory of .tfrecord files, or .tfrecord
+    files (plain or GZIP). Scenes keep the order of files sorted by index and of records within a file;
+    re-running the same command resumes an interrupted conversion.
+
+    Example: gqn convert tfrecord gqn-dataset/shepard_metzler_5_parts data/sm5
+    """
+    from gqn.converters.convert import convert_tfrecord as run
+
+    for summary in run(src, out, **opts):
+        click.echo(summary)
+        for warning in summary.warnings:
+            click.echo(f"warning: {warning}", err=True)
+
+
+@cli.group()
+def export():
+    """Export shards to other formats."""
+
+
+@export.command("tfrecord")
+@click.argument("data", type=click.Path(exists=True, file_okay=False))
+@click.argument("out", type=click.Path(file_okay=False))
+@click.option("--records-per-file", type=click.IntRange(1), default=2000, show_default=True)
+@click.option("--quality", type=click.IntRange(1, 100), default=95, show_default=True,
+              help="JPEG quality of the frames.")
+@click.option("--gzip", "compress", is_flag=True, help="Write GZIP-compressed TFRecord files.")
+@click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
+def export_tfrecord(data, out, **opts):
+    """Export shards (DATA, or DATA/train and DATA/test) as DeepMind-format TFRecords {i}-of-{n}.tfrecord.
+
+    Example: gqn export tfrecord data/sm5 export/shepard_metzler_5_parts
+    """
+    from gqn.converters.export import export_tfrecord as run
+
+    for summary in run(data, out, **opts):
+        click.echo(summary)
+
 
 @cli.command()
 @click.argument("data", type=click.Path(exists=True, file_okay=False))

@@ -88,13 +88,14 @@ class ShardWriter:
     """Writes one shard atomically: scenes are appended in order, ``commit`` renames the file into place.
 
     Use as a context manager; leaving the block without ``commit`` (an exception, Ctrl-C) removes the
-    temporary file, so no ``NNNNNN.h5`` is ever partial.
+    temporary file, so no ``NNNNNN.h5`` is ever partial. With ``open_ended``, ``num_scenes`` is an upper
+    bound and ``commit`` keeps the scenes written so far (for a stream whose length is not known ahead).
     """
 
     def __init__(self, directory, index: int, num_scenes: int, views: int, size: tuple[int, int] | int,
                  *, family: str, scenes_per_shard: int, params: Mapping, compression: str = DEFAULT_COMPRESSION,
                  seed: int | None = None, source: str | None = None,
-                 extras: Mapping[str, tuple[tuple, str]] | None = None):
+                 extras: Mapping[str, tuple[tuple, str]] | None = None, open_ended: bool = False):
         height, width = (size, size) if isinstance(size, int) else size
         self.directory = Path(directory)
         self.index = index
@@ -102,18 +103,22 @@ class ShardWriter:
         self.final_path = self.directory / shard_name(index)
         self.tmp_path = self.directory / tmp_name(index)
         self.written = 0
+        self.open_ended = open_ended
         filters = _filter_args(compression)
         self._file = h5py.File(self.tmp_path, "w", libver="latest")
         try:
             f = self._file
-            f.create_dataset("images", (num_scenes, views, height, width, 3), np.uint8,
-                             chunks=(1, views, height, width, 3), track_times=False, **filters)
-            f.create_dataset("viewpoints", (num_scenes, views, 7), np.float32,
-                             chunks=(min(num_scenes, 1024), views, 7), track_times=False)
-            f.create_dataset("cameras", (num_scenes, views, 5), np.float32,
-                             chunks=(min(num_scenes, 1024), views, 5), track_times=False)
+            def create(name, shape, dtype, **kwargs):
+                if open_ended:
+                    kwargs["maxshape"] = (None, *shape[1:])
+                f.create_dataset(name, shape, dtype, track_times=False, **kwargs)
+
+            create("images", (num_scenes, views, height, width, 3), np.uint8,
+                   chunks=(1, views, height, width, 3), **filters)
+            create("viewpoints", (num_scenes, views, 7), np.float32, chunks=(min(num_scenes, 1024), views, 7))
+            create("cameras", (num_scenes, views, 5), np.float32, chunks=(min(num_scenes, 1024), views, 5))
             for name, (shape, dtype) in (extras or {}).items():
-                f.create_dataset(name, (num_scenes, *shape), np.dtype(dtype), track_times=False)
+                create(name, (num_scenes, *shape), np.dtype(dtype))
             attrs = {"format": FORMAT, "format_version": FORMAT_VERSION, "family": family,
                      "first_scene": index * scenes_per_shard, "scenes_per_shard": scenes_per_shard,
                      "params": params_json(params), "generator": f"gqn-toolkit {__version__}"}
@@ -137,21 +142,33 @@ class ShardWriter:
         if self.written + n > self.num_scenes:
             raise ShardError(f"shard {self.index} holds {self.num_scenes} scenes; got {self.written + n}")
         sl = slice(self.written, self.written + n)
+        dataset = self._file["images"]
         if encoded is None:
-            self._file["images"][sl] = images
-        else:
-            dataset = self._file["images"].id
-            for i, chunk in enumerate(encoded):
-                dataset.write_direct_chunk((self.written + i, 0, 0, 0, 0), chunk)
+            if np.shape(images)[1:] != dataset.shape[1:]:
+                raise ShardError(f"images of shape {np.shape(images)[1:]} do not fit {dataset.shape[1:]}")
+            if dataset.compression is None:  # whole chunks straight to the file: skips HDF5's selection code
+                encoded = np.ascontiguousarray(images, np.uint8)
+            else:
+                dataset[sl] = images
+        if encoded is not None:
+            for i, chunk in enumerate(encoded, self.written):
+                dataset.id.write_direct_chunk((i, 0, 0, 0, 0), chunk)
         self._file["cameras"][sl] = cameras
         self._file["viewpoints"][sl] = viewpoints_from_cameras(cameras)
         for name, value in extras.items():
             self._file[name][sl] = value
         self.written += n
 
+    def set_source(self, source: str) -> None:
+        """Set the ``source`` attribute (a converter may learn a shard's inputs only while writing it)."""
+        self._file.attrs["source"] = source
+
     def commit(self) -> Path:
         if self.written != self.num_scenes:
-            raise ShardError(f"shard {self.index}: {self.written} of {self.num_scenes} scenes written")
+            if not (self.open_ended and self.written):
+                raise ShardError(f"shard {self.index}: {self.written} of {self.num_scenes} scenes written")
+            for dataset in self._file.values():
+                dataset.resize(self.written, axis=0)
         self._file.close()
         os.replace(self.tmp_path, self.final_path)
         return self.final_path

@@ -1,0 +1,149 @@
+"""Benchmark `gqn convert tfrecord` against merely decoding the same JPEG frames.
+
+Generates synthetic DeepMind-format files (Shepard-Matzler-like frames: coloured blocks on black, 64 px,
+15 views, about 1.5 KB per JPEG), then times, each the best of --repeats runs:
+
+* decoding every frame in one process with simplejpeg (libjpeg-turbo) and with Pillow,
+* the whole conversion (read, CRC, parse, decode, HDF5 write) with 1 and 2 worker processes,
+
+with the cases interleaved so that load from other jobs on the machine hits them alike.
+
+Prints a table and writes bench/results/convert.json. Usage: .venv/bin/python bench/convert.py
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import platform
+import resource
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import simplejpeg
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from gqn import __version__  # noqa: E402
+from gqn.converters.convert import convert_tfrecord  # noqa: E402
+from gqn.converters.example import parse_scene  # noqa: E402
+from gqn.converters.tfrecord import RecordReader  # noqa: E402
+from tests.tfrecord_data import write_files  # noqa: E402
+
+SM5_RECORDS = 1000 * 2000  # 900 + 100 files; ~2000 scenes per file is our assumption (see README)
+
+
+def cpu_seconds(who) -> float:
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
+
+
+def measure(run, prepare) -> dict:
+    """Wall seconds of one run, with CPU seconds of this process and of the worker processes it reaped."""
+    prepare()
+    own, children = cpu_seconds(resource.RUSAGE_SELF), cpu_seconds(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    run()
+    return {"seconds": time.perf_counter() - start, "main_cpu_s": cpu_seconds(resource.RUSAGE_SELF) - own,
+            "worker_cpu_s": cpu_seconds(resource.RUSAGE_CHILDREN) - children}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--records", type=int, default=2000)
+    parser.add_argument("--files", type=int, default=4)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="gqn-bench-convert-"))
+    try:
+        src = work / "shepard_metzler_5_parts"
+        write_files(src / "train", [args.records // args.files] * args.files, seed=0)
+        paths = sorted((src / "train").iterdir())
+        records = args.records // args.files * args.files
+        megabytes = sum(p.stat().st_size for p in paths) / 1e6
+        frames = [f for p in paths for _, data in RecordReader(p) for f in parse_scene(data)[0]]
+
+        def simplejpeg_decode():
+            for f in frames:
+                simplejpeg.decode_jpeg(f)
+
+        def pillow_decode():
+            for f in frames:
+                np.asarray(Image.open(io.BytesIO(f)).convert("RGB"))
+
+        out = work / "out"
+        cases = [("decode only, simplejpeg (1 process)", simplejpeg_decode, 0),
+                 ("decode only, Pillow (1 process)", pillow_decode, 0)]
+        cases += [(f"gqn convert, {w} worker{'s' * (w > 1)}",
+                   lambda w=w: convert_tfrecord([src], out, workers=w, progress=False), w) for w in (1, 2)]
+        all_runs = {name: [] for name, _, _ in cases}
+        for _ in range(args.repeats):  # interleaved, so a burst of load from other jobs hits every case alike
+            for name, run, _ in cases:
+                all_runs[name].append(measure(run, lambda: shutil.rmtree(out, ignore_errors=True)))
+        results = {}
+        for name, _, workers in cases:
+            runs = all_runs[name]
+            best = min(runs, key=lambda r: r["seconds"])
+            results[name] = {"records_per_s": records / best["seconds"], "mb_per_s": megabytes / best["seconds"],
+                             "best_seconds": best["seconds"],
+                             "median_seconds": statistics.median(r["seconds"] for r in runs), "runs": runs}
+            if workers:
+                results[name]["main_cpu_us_per_record"] = best["main_cpu_s"] / records * 1e6
+                results[name]["worker_cpu_us_per_record"] = best["worker_cpu_s"] / records * 1e6
+        rate = {name: r["records_per_s"] for name, r in results.items()}
+        one, two = rate["gqn convert, 1 worker"], rate["gqn convert, 2 workers"]
+        ratios = {"convert_1_worker_vs_simplejpeg_decode": one / rate["decode only, simplejpeg (1 process)"],
+                  "convert_2_workers_vs_1_worker": two / one,
+                  "convert_1_worker_vs_pillow_decode": one / rate["decode only, Pillow (1 process)"],
+                  "simplejpeg_vs_pillow_decode": rate["decode only, simplejpeg (1 process)"]
+                  / rate["decode only, Pillow (1 process)"]}
+        projection_h = SM5_RECORDS / two / 3600
+        report = {
+            "benchmark": "convert", "gqn_toolkit": __version__,
+            "machine": {"cpu": _cpu_model(), "cores": os.cpu_count(), "python": platform.python_version(),
+                        "load_average_at_start": os.getloadavg()},
+            "data": {"records": records, "files": args.files, "views": 15, "size": 64,
+                     "mean_jpeg_bytes": sum(map(len, frames)) / len(frames), "input_mb": megabytes},
+            "repeats": args.repeats, "results": results, "ratios": ratios,
+            "projection": {"dataset": "shepard_metzler_5_parts", "assumed_records": SM5_RECORDS,
+                           "hours_at_2_workers": projection_h},
+        }
+        print(f"{records} records ({args.files} files, {megabytes:.1f} MB, 15 views of 64 px, "
+              f"{report['data']['mean_jpeg_bytes']:.0f} B per JPEG); best of {args.repeats}")
+        print(f"{'':38s} {'records/s':>10s} {'MB/s':>8s}")
+        for name, r in results.items():
+            print(f"{name:38s} {r['records_per_s']:10.0f} {r['mb_per_s']:8.1f}")
+        for name, value in ratios.items():
+            print(f"{name:38s} {value:10.2f}x")
+        print(f"main process CPU per record (1 worker): {results['gqn convert, 1 worker']['main_cpu_us_per_record']:.0f}"
+              f" us; worker CPU per record: {results['gqn convert, 1 worker']['worker_cpu_us_per_record']:.0f} us")
+        print(f"projected shepard_metzler_5_parts ({SM5_RECORDS:,} records, assumed) with 2 workers: "
+              f"{projection_h:.1f} h")
+        out = ROOT / "bench" / "results" / "convert.json"
+        out.parent.mkdir(exist_ok=True)
+        out.write_text(json.dumps(report, indent=2) + "\n")
+        print(f"written {out.relative_to(ROOT)}")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,178 @@
+"""TFRecord files without TensorFlow: record framing with CRC32C checks, plain and GZIP files, streaming.
+
+Each record is framed as ``uint64 length (LE) | uint32 masked CRC32C of the 8 length bytes | data |
+uint32 masked CRC32C of data``, with ``mask(c) = ((c >> 15) | (c << 17)) + 0xa282ead8 (mod 2**32)``.
+Reading holds one record in memory at a time.
+"""
+from __future__ import annotations
+
+import gzip
+import os
+import struct
+import zlib
+from pathlib import Path
+from typing import Callable, Iterator
+
+import crc32c
+
+from gqn.errors import GqnError
+
+_MASK_DELTA = 0xA282EAD8
+_HEADER = struct.Struct("<QI")
+_FOOTER = struct.Struct("<I")
+_GZIP_MAGIC = b"\x1f\x8b"
+_BUFFER = 1 << 20
+
+
+class RecordError(GqnError):
+    """A record that cannot be read or used; the message names the file and the record (counted from 0)."""
+
+    def __init__(self, path, index: int, reason: str, *, fatal: bool = False):
+        super().__init__(f"{path}: record {index}: {reason}")
+        self.path, self.index, self.reason, self.fatal = str(path), index, reason, fatal
+
+    def __reduce__(self):
+        return type(self), (self.path, self.index, self.reason), {"fatal": self.fatal}
+
+
+def masked_crc32c(data) -> int:
+    crc = crc32c.crc32c(data)
+    return (((crc >> 15) | (crc << 17)) + _MASK_DELTA) & 0xFFFFFFFF
+
+
+def is_gzip(path) -> bool:
+    with open(path, "rb") as f:
+        return f.read(2) == _GZIP_MAGIC
+
+
+class RecordReader:
+    """Iterates ``(index, data)`` over the records of one TFRecord file (plain or GZIP, detected by content).
+
+    Records before ``start`` are skipped without reading their data. A corrupt record raises ``RecordError``;
+    with ``on_corrupt`` set, the error is passed to it instead and reading goes on where the framing can
+    still be trusted (a bad data CRC skips one record; a bad length CRC, a truncated file or a broken GZIP
+    stream end the file, ``error.fatal`` is then True). ``position`` is the byte offset reached in the file
+    on disk (compressed offset for GZIP files), for progress reporting.
+    """
+
+    def __init__(self, path, start: int = 0, on_corrupt: Callable[[RecordError], None] | None = None):
+        self.path = Path(path)
+        self.start = start
+        self.on_corrupt = on_corrupt
+        self._raw = open(self.path, "rb", buffering=_BUFFER)
+        self._stream = gzip.GzipFile(fileobj=self._raw, mode="rb") if is_gzip(self.path) else self._raw
+        self._offset = 0  # bytes of the (uncompressed) stream consumed; tell() would cost a system call
+
+    @property
+    def position(self) -> int:
+        return self._raw.tell() if self._stream is not self._raw else self._offset
+
+    def close(self) -> None:
+        self._stream.close()
+        self._raw.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __iter__(self) -> Iterator[tuple[int, bytes]]:
+        index = 0
+        while True:
+            try:
+                data = self._next(index)
+            except RecordError as e:
+                if self.on_corrupt is None:
+                    raise
+                self.on_corrupt(e)
+                if e.fatal:
+                    return
+            else:
+                if data is None:
+                    return
+                if index >= self.start:
+                    yield index, data
+            index += 1
+
+    def _next(self, index: int) -> bytes | bool | None:
+        try:
+            return self._skip_record(index) if index < self.start else self._read_record(index)
+        except (OSError, EOFError, zlib.error) as e:  # GZIP streams report damage this way
+            raise RecordError(self.path, index, f"unreadable data ({e})", fatal=True) from None
+
+    def _header(self, index: int) -> int | None:
+        """The length of record ``index`` from its checked header, None at a clean end of file."""
+        header = self._stream.read(_HEADER.size)
+        if not header:
+            return None
+        if len(header) < _HEADER.size:
+            raise RecordError(self.path, index, "truncated file (incomplete record header)", fatal=True)
+        length, length_crc = _HEADER.unpack(header)
+        if masked_crc32c(header[:8]) != length_crc:
+            raise RecordError(self.path, index, "length CRC mismatch (corrupt record header)", fatal=True)
+        return length
+
+    def _read_record(self, index: int) -> bytes | None:
+        length = self._header(index)
+        if length is None:
+            return None
+        data = self._stream.read(length)
+        footer = self._stream.read(_FOOTER.size)
+        if len(data) < length or len(footer) < _FOOTER.size:
+            raise RecordError(self.path, index, f"truncated file (record of {length} bytes cut short)",
+                              fatal=True)
+        self._offset += _HEADER.size + length + _FOOTER.size
+        if masked_crc32c(data) != _FOOTER.unpack(footer)[0]:
+            raise RecordError(self.path, index, "data CRC mismatch (corrupt record)")
+        return data
+
+    def _skip_record(self, index: int) -> bool | None:
+        """Move past record ``index`` without reading its data; None at a clean end of file."""
+        length = self._header(index)
+        if length is None:
+            return None
+        self._offset += _HEADER.size + length + _FOOTER.size
+        if self._stream.seek(self._offset) != self._offset or (
+                self._stream is self._raw and self._offset > os.fstat(self._raw.fileno()).st_size):
+            raise RecordError(self.path, index, "truncated file", fatal=True)
+        return True
+
+
+class RecordWriter:
+    """Writes a TFRecord file atomically: to ``.NAME.tmp`` first, renamed to ``NAME`` by ``close()``.
+
+    Leaving the ``with`` block through an exception removes the temporary file instead.
+    """
+
+    def __init__(self, path, compress: bool = False):
+        self.path = Path(path)
+        self.tmp_path = self.path.with_name(f".{self.path.name}.tmp")
+        self._raw = open(self.tmp_path, "wb", buffering=_BUFFER)
+        self._stream = gzip.GzipFile(fileobj=self._raw, mode="wb") if compress else self._raw
+
+    def write(self, data: bytes) -> None:
+        length = struct.pack("<Q", len(data))
+        self._stream.write(length + _FOOTER.pack(masked_crc32c(length)))
+        self._stream.write(data)
+        self._stream.write(_FOOTER.pack(masked_crc32c(data)))
+
+    def close(self) -> Path:
+        self._stream.close()
+        self._raw.close()
+        os.replace(self.tmp_path, self.path)
+        return self.path
+
+    def abort(self) -> None:
+        self._stream.close()
+        self._raw.close()
+        self.tmp_path.unlink(missing_ok=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()

@@ -1,0 +1,296 @@
+"""`gqn convert tfrecord` and `gqn export tfrecord` end to end, on small synthetic DeepMind-format files."""
+import io
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from unittest import mock
+
+import h5py
+import numpy as np
+import pytest
+import simplejpeg
+from PIL import Image
+
+from gqn.cli import main
+from gqn.converters.example import encode_scene
+from gqn.converters.tfrecord import RecordWriter
+from gqn.shards import Dataset, ShardWriter
+from tests.tfrecord_data import Scene, block_jpeg, random_cameras, write_files
+
+SM5 = "shepard_metzler_5_parts"
+GQN = Path(sys.executable).with_name("gqn")
+
+
+def run_gqn(capsys, *args):
+    """Run the `gqn` entry point in-process; returns (exit code, stdout, stderr)."""
+    with mock.patch.object(sys, "argv", ["gqn", *map(str, args)]), pytest.raises(SystemExit) as exit_:
+        main()
+    captured = capsys.readouterr()
+    return exit_.value.code, captured.out, captured.err
+
+
+def convert(capsys, *args):
+    return run_gqn(capsys, "convert", "tfrecord", *args, "--no-progress", "--workers", "1")
+
+
+@pytest.fixture(scope="module")
+def sm5(tmp_path_factory):
+    """A small shepard_metzler_5_parts tree: train/ with 3 files (5, 4, 3 scenes), test/ with 1 (3 scenes)."""
+    root = tmp_path_factory.mktemp("deepmind") / SM5
+    scenes = {"train": write_files(root / "train", [5, 4, 3], seed=1),
+              "test": write_files(root / "test", [3], seed=2)}
+    return root, {split: [s for file in files for s in file] for split, files in scenes.items()}
+
+
+def read_all(directory):
+    with Dataset(directory) as dataset:
+        return dataset.read(0, len(dataset)), dataset.attrs
+
+
+def assert_scenes(directory, scenes):
+    data, _ = read_all(directory)
+    assert len(data["images"]) == len(scenes)
+    for got_images, got_cameras, got_viewpoints, scene in zip(data["images"], data["cameras"],
+                                                                data["viewpoints"], scenes):
+        assert np.array_equal(got_images, scene.images())
+        pillow = np.stack([np.asarray(Image.open(io.BytesIO(f)).convert("RGB")) for f in scene.frames])
+        assert np.abs(got_images.astype(int) - pillow).mean() < 1.0  # an independent JPEG decoder agrees
+        assert np.array_equal(got_cameras, scene.cameras)
+        x, y, z, yaw, pitch = scene.cameras.T
+        expected = np.stack([x, y, z, np.cos(yaw), np.sin(yaw), np.cos(pitch), np.sin(pitch)], 1)
+        assert np.allclose(got_viewpoints, expected, atol=1e-6)
+
+
+def leftovers(directory):
+    return sorted(p.name for p in Path(directory).iterdir()) if Path(directory).exists() else []
+
+
+def test_converts_dataset_directory_into_train_and_test(sm5, tmp_path, capsys):
+    root, scenes = sm5
+    code, out, err = run_gqn(capsys, "convert", "tfrecord", root, tmp_path / "out", "--no-progress",
+                             "--workers", "2", "--scenes-per-shard", "5")
+    assert code == 0, err
+    assert "train: 12 scenes from 3 files" in out and "test: 3 scenes from 1 file " in out
+    assert leftovers(tmp_path / "out" / "train") == ["000000.h5", "000001.h5", "000002.h5"]
+    assert_scenes(tmp_path / "out" / "train", scenes["train"])
+    assert_scenes(tmp_path / "out" / "test", scenes["test"])
+    with h5py.File(tmp_path / "out" / "train" / "000001.h5") as f:
+        assert f.attrs["family"] == f"deepmind/{SM5}" and f.attrs["first_scene"] == 5
+        assert json.loads(f.attrs["source"]) == [{"file": "2-of-3.tfrecord", "records": [0, 4]},
+                                                 {"file": "3-of-3.tfrecord", "records": [0, 1]}]
+        params = json.loads(f.attrs["params"])
+        assert params["dataset"] == SM5 and params["split"] == "train" and params["input_files"] == 3
+
+
+def test_split_directory_and_single_files(sm5, tmp_path, capsys):
+    root, scenes = sm5
+    assert convert(capsys, root / "test", tmp_path / "a")[0] == 0
+    assert_scenes(tmp_path / "a" / "test", scenes["test"])
+    files = [root / "train" / "3-of-3.tfrecord", root / "train" / "1-of-3.tfrecord"]
+    assert convert(capsys, *files, tmp_path / "b")[0] == 0  # converted in index order
+    assert_scenes(tmp_path / "b" / "train", scenes["train"][:5] + scenes["train"][9:])
+
+
+def test_dataset_from_option_or_error(sm5, tmp_path, capsys):
+    root, scenes = sm5
+    (tmp_path / "mydata").symlink_to(root / "test")
+    code, _, err = convert(capsys, tmp_path / "mydata", tmp_path / "out")
+    assert code == 1 and "cannot tell the dataset" in err and "--dataset" in err
+    assert convert(capsys, tmp_path / "mydata", tmp_path / "out", "--dataset", SM5)[0] == 0
+    assert_scenes(tmp_path / "out", scenes["test"])  # not in a train/test directory: straight into OUT
+    code, _, err = convert(capsys, tmp_path / "mydata", tmp_path / "out2", "--dataset", "rooms_ring_camera")
+    assert code == 1 and "record 0: scene has 15 frames" in err and "10 views" in err
+
+
+def test_gzip_input(tmp_path, capsys):
+    scenes = write_files(tmp_path / SM5 / "train", [3, 2], seed=3, compress=True)
+    assert convert(capsys, tmp_path / SM5, tmp_path / "out")[0] == 0
+    assert_scenes(tmp_path / "out" / "train", scenes[0] + scenes[1])
+
+
+def corrupt(path, offset_in_record, record, xor=0x55):
+    """Flip bits at ``offset_in_record`` bytes into record ``record`` (0 = its length field)."""
+    raw = bytearray(path.read_bytes())
+    start = 0
+    for _ in range(record):
+        start += 16 + int.from_bytes(raw[start:start + 8], "little")
+    raw[start + offset_in_record] ^= xor
+    path.write_bytes(bytes(raw))
+
+
+def write_bad_file(path, defect):
+    """A file of 3 scenes whose record 1 has ``defect``."""
+    rng = np.random.default_rng(7)
+    records = [Scene([block_jpeg(rng, 64) for _ in range(15)], random_cameras(rng, 15)) for _ in range(3)]
+    frames, cameras = records[1].frames, records[1].cameras
+    payload = {
+        "not_example": b"\xff" * 40,
+        "not_jpeg": encode_scene(frames[:2] + [b"\x89PNG\r\n\x1a\n" + bytes(64)] + frames[3:], cameras),
+        "wrong_size": encode_scene([block_jpeg(rng, 32)] + frames[1:], cameras),
+        "wrong_views": encode_scene(frames[:14], cameras[:14]),
+    }
+    with RecordWriter(path) as w:
+        for i, scene in enumerate(records):
+            w.write(payload[defect] if i == 1 and defect in payload else scene.record())
+    if defect == "data_crc":
+        corrupt(path, 100, 1)
+    elif defect == "length_crc":
+        corrupt(path, 9, 1)
+    elif defect == "truncated":
+        path.write_bytes(path.read_bytes()[:-500])
+
+
+BAD_INPUTS = {
+    "data_crc": "data CRC mismatch",
+    "length_crc": "length CRC mismatch",
+    "truncated": r"record 2: truncated file",
+    "not_example": "not a tf.train.Example",
+    "not_jpeg": "frame 2 is not a decodable JPEG image",
+    "wrong_size": "frame 0 is 32x32 pixels; the dataset has 64x64",
+    "wrong_views": "scene has 14 frames and 70 camera values; the dataset has 15 views",
+}
+
+
+@pytest.mark.parametrize("defect", sorted(BAD_INPUTS))
+def test_bad_input_is_a_one_line_error(sm5, tmp_path, capsys, defect):
+    root, _ = sm5
+    train = tmp_path / SM5 / "train"
+    train.mkdir(parents=True)
+    (train / "1-of-2.tfrecord").symlink_to(root / "train" / "1-of-3.tfrecord")
+    write_bad_file(train / "2-of-2.tfrecord", defect)
+    code, out, err = convert(capsys, tmp_path / SM5, tmp_path / "out")
+    assert code == 1
+    assert err.count("\n") == 1 and err.startswith(f"Error: {train / '2-of-2.tfrecord'}: record ")
+    record = "2" if defect == "truncated" else "1"
+    assert f"record {record}: " in err and re.search(BAD_INPUTS[defect], err)
+    assert leftovers(tmp_path / "out" / "train") == []  # nothing partial: no NNNNNN.h5, no temporary file
+
+
+def test_directory_without_tfrecords(tmp_path, capsys):
+    (tmp_path / SM5 / "train").mkdir(parents=True)
+    code, _, err = convert(capsys, tmp_path / SM5, tmp_path / "out")
+    assert code == 1 and err.strip() == f"Error: {tmp_path / SM5}: no TFRecord files (*.tfrecord, " \
+                                        "*.tfrecord.gz) found in train/ or test/"
+
+
+def test_skip_corrupt_converts_the_rest(sm5, tmp_path, capsys):
+    root, scenes = sm5
+    train = tmp_path / SM5 / "train"
+    train.mkdir(parents=True)
+    for i, defect in enumerate(["not_jpeg", "data_crc", "truncated"], 1):
+        write_bad_file(train / f"{i}-of-4.tfrecord", defect)
+    (train / "4-of-4.tfrecord").symlink_to(root / "train" / "1-of-3.tfrecord")
+    code, out, err = convert(capsys, tmp_path / SM5, tmp_path / "out", "--skip-corrupt", "--scenes-per-shard", "4")
+    assert code == 0, err
+    assert "train: 11 scenes from 4 files" in out and "3 corrupt records skipped" in out
+    assert "skipped" in err and "1-of-4.tfrecord: record 1: frame 2 is not a decodable JPEG" in err
+    assert "3-of-4.tfrecord: record 2: truncated file" in err and "rest of the file skipped" in err
+    data, _ = read_all(tmp_path / "out" / "train")
+    assert len(data["images"]) == 11  # 2 + 2 + 2 good records of the bad files, then 5 more
+    assert np.array_equal(data["cameras"][6:], np.stack([s.cameras for s in scenes["train"][:5]]))
+
+
+def test_resume_refuses_other_parameters(sm5, tmp_path, capsys):
+    root, _ = sm5
+    assert convert(capsys, root / "test", tmp_path / "out", "--scenes-per-shard", "2")[0] == 0
+    code, _, err = convert(capsys, root / "test", tmp_path / "out", "--scenes-per-shard", "3")
+    assert code == 1 and "other parameters" in err
+    code, out, _ = convert(capsys, root / "test", tmp_path / "out", "--scenes-per-shard", "2")
+    assert code == 0 and "test: 0 scenes" in out and "2 kept from an earlier run" in out
+
+
+def assert_same_datasets(a, b):
+    names = leftovers(a)
+    assert names == leftovers(b) and all(n.endswith(".h5") for n in names)
+    for name in names:
+        with h5py.File(a / name) as fa, h5py.File(b / name) as fb:
+            assert dict(fa.attrs) == dict(fb.attrs)
+            for key in ("images", "cameras", "viewpoints"):
+                assert np.array_equal(fa[key][()], fb[key][()])
+
+
+def workers_gone(group: int, timeout: float = 10) -> bool:
+    """Whether process group ``group`` empties within ``timeout`` s; kills what is left of it if not."""
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            os.killpg(group, 0)
+            time.sleep(0.01)
+        os.killpg(group, signal.SIGKILL)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def test_resume_after_sigkill_matches_uninterrupted(tmp_path, capsys):
+    src = tmp_path / SM5
+    write_files(src / "train", [200, 200], seed=4, distinct_frames=40)
+    args = ["convert", "tfrecord", src, None, "--no-progress", "--workers", "1", "--scenes-per-shard", "10"]
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen([GQN, *map(str, args[:3]), killed, *args[4:]], start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while len(list((killed / "train").glob("*.h5"))) < 3 and time.monotonic() < deadline:
+        time.sleep(0.002)
+    assert proc.poll() is None, "conversion finished before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert workers_gone(proc.pid), "worker processes outlived the killed converter"
+    assert 3 <= len(list((killed / "train").glob("*.h5"))) < 40
+    code, out, err = run_gqn(capsys, *args[:3], killed, *args[4:])
+    assert code == 0, err
+    assert "kept from an earlier run" in out
+    args[3] = tmp_path / "whole"
+    assert run_gqn(capsys, *args)[0] == 0
+    assert_same_datasets(killed / "train", tmp_path / "whole" / "train")
+
+
+def test_export_round_trip(sm5, tmp_path, capsys):
+    root, scenes = sm5
+    assert convert(capsys, root, tmp_path / "shards")[0] == 0
+    exported = tmp_path / "export" / SM5
+    code, out, _ = run_gqn(capsys, "export", "tfrecord", tmp_path / "shards", exported, "--records-per-file", "5",
+                           "--no-progress")
+    assert code == 0 and "12 scenes into 3 TFRecord files" in out
+    assert leftovers(exported / "train") == ["1-of-3.tfrecord", "2-of-3.tfrecord", "3-of-3.tfrecord"]
+    assert convert(capsys, exported, tmp_path / "again")[0] == 0
+    for split in ("train", "test"):
+        first, _ = read_all(tmp_path / "shards" / split)
+        second, _ = read_all(tmp_path / "again" / split)
+        assert np.array_equal(first["cameras"], second["cameras"])  # exact
+        assert np.array_equal(first["viewpoints"], second["viewpoints"])
+        assert np.abs(first["images"].astype(int) - second["images"]).mean() < 1.5  # JPEG re-encoding
+    code, _, err = run_gqn(capsys, "export", "tfrecord", tmp_path / "shards", exported, "--no-progress")
+    assert code == 1 and "already holds TFRecord files" in err
+
+
+def test_export_rendered_shards(tmp_path, capsys):
+    rng = np.random.default_rng(5)
+    images = rng.integers(0, 256, (4, 15, 64, 64, 3), dtype=np.uint8) // 64 * 64  # flat-ish, JPEG friendly
+    cameras = np.stack([random_cameras(rng, 15) for _ in range(4)])
+    (tmp_path / "rendered").mkdir()
+    with ShardWriter(tmp_path / "rendered", 0, 4, 15, 64, family="shepard-matzler", scenes_per_shard=4,
+                     params={"parts": 5}, seed=0) as writer:
+        writer.write(images, cameras)
+        writer.commit()
+    assert run_gqn(capsys, "export", "tfrecord", tmp_path / "rendered", tmp_path / "tf", "--gzip", "--quality",
+                   "100", "--no-progress")[0] == 0
+    assert (tmp_path / "tf" / "1-of-1.tfrecord").read_bytes()[:2] == b"\x1f\x8b"
+    assert convert(capsys, tmp_path / "tf", tmp_path / "back", "--dataset", SM5)[0] == 0
+    back, attrs = read_all(tmp_path / "back")
+    assert attrs["family"] == f"deepmind/{SM5}"
+    assert np.array_equal(back["cameras"], cameras)
+    decoded = np.stack([[simplejpeg.decode_jpeg(simplejpeg.encode_jpeg(v, 100, colorsubsampling="444"))
+                         for v in scene] for scene in images])
+    assert np.array_equal(back["images"], decoded)
+
+
+def test_converters_import_neither_tensorflow_nor_chainer():
+    code = ("import sys, gqn.converters.convert, gqn.converters.export; "
+            "assert not {'tensorflow', 'chainer'} & set(sys.modules), sorted(sys.modules)")
+    subprocess.run([sys.executable, "-c", code], check=True)
