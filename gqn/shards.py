@@ -358,3 +358,65 @@ def prepare_output(directory, family: str, params: Mapping, indices=None) -> set
     for tmp in stale_tmp_files(directory, owned):
         tmp.unlink(missing_ok=True)
     return done
+
+
+class ShardSequence:
+    """Writes blocks of consecutive scenes, each tagged with its global index, into their shards.
+
+    Shard ``k`` holds scenes ``k*S ..``; it has ``min(S, total - k*S)`` scenes, or, when ``total`` is None
+    (a stream of unknown length), ``S`` scenes except the last, which ``close(keep_partial=True)``
+    commits with the scenes it has. Blocks may span shard boundaries. A shard is opened at its first
+    scene and committed when full; ``close`` without ``keep_partial`` (or an exception) drops the partial
+    shard, leaving only complete files.
+    """
+
+    def __init__(self, directory, scenes_per_shard: int, total: int | None, views: int, size: int,
+                 **writer_options):
+        self.directory = directory
+        self.per_shard = scenes_per_shard
+        self.total = total
+        self.views, self.size = views, size
+        self.options = writer_options
+        self.writer: ShardWriter | None = None
+
+    def _open(self, scene: int, extras: dict) -> ShardWriter:
+        k, offset = divmod(scene, self.per_shard)
+        if offset:
+            raise ShardError(f"scene {scene} does not start shard {k}; shards are written from their start")
+        n = self.per_shard if self.total is None else min(self.per_shard, self.total - k * self.per_shard)
+        return ShardWriter(self.directory, k, n, self.views, self.size, scenes_per_shard=self.per_shard,
+                           extras={name: (a.shape[1:], a.dtype) for name, a in extras.items()},
+                           open_ended=self.total is None, **self.options)
+
+    def write(self, start: int, images, cameras, encoded=None, **extras) -> None:
+        """Scenes ``start .. start+n-1``: ``images`` (or ``encoded`` chunks), ``cameras`` and extras."""
+        done = 0
+        while done < len(cameras):
+            scene = start + done
+            if self.writer is None:
+                self.writer = self._open(scene, extras)
+            elif scene != self.writer.index * self.per_shard + self.writer.written:
+                raise ShardError(f"scene {scene} is not the next scene of shard {self.writer.index}")
+            take = min(len(cameras) - done, self.writer.num_scenes - self.writer.written)
+            part = slice(done, done + take)
+            self.writer.write(None if images is None else images[part], cameras[part],
+                              encoded=None if encoded is None else encoded[part],
+                              **{name: a[part] for name, a in extras.items()})
+            done += take
+            if self.writer.written == self.writer.num_scenes:
+                self.writer.commit()
+                self.writer = None
+
+    def close(self, keep_partial: bool = False) -> None:
+        if self.writer is not None:
+            if keep_partial and self.writer.written:
+                self.writer.commit()
+            else:
+                self.writer.abort()
+            self.writer = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, *exc):
+        self.close()

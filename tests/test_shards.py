@@ -132,3 +132,29 @@ def test_pre_encoded_chunks_read_back_as_the_images(tmp_path, compression):
     with Dataset(tmp_path) as ds:
         np.testing.assert_array_equal(ds.read(0, 3)["images"], images)
     assert shards.encode_images(images, "lzf") is None
+
+
+def test_shard_sequence_splits_blocks_at_shard_boundaries(tmp_path):
+    images = np.arange(7 * 3 * 8 * 8 * 3, dtype=np.uint64).astype(np.uint8).reshape(7, 3, 8, 8, 3)
+    cameras = np.random.default_rng(1).normal(size=(7, 3, 5)).astype(np.float32)
+    labels = np.arange(7 * 2, dtype=np.int8).reshape(7, 2)
+    with shards.ShardSequence(tmp_path, 3, None, 3, 8, family="t", params={}) as seq:
+        seq.write(0, images[:2], cameras[:2], labels=labels[:2])
+        seq.write(2, images[2:7], cameras[2:7], labels=labels[2:7])  # spans shards 0, 1 and 2
+        with pytest.raises(ShardError, match="not the next scene"):
+            seq.write(9, images[:1], cameras[:1], labels=labels[:1])
+        seq.close(keep_partial=True)
+    with Dataset(tmp_path) as ds:
+        assert [p.name for p in ds.shards] == ["000000.h5", "000001.h5", "000002.h5"]
+        got = ds.read(0, 7, names=("images", "cameras", "labels"))
+    np.testing.assert_array_equal(got["images"], images)
+    np.testing.assert_array_equal(got["labels"], labels)
+
+
+def test_shard_sequence_drops_a_partial_shard_unless_kept(tmp_path):
+    images = np.zeros((5, 3, 8, 8, 3), np.uint8)
+    with shards.ShardSequence(tmp_path, 4, 10, 3, 8, family="t", params={}) as seq:
+        seq.write(0, images, np.zeros((5, 3, 5)))
+    assert [p.name for p in tmp_path.iterdir()] == ["000000.h5"]
+    with pytest.raises(ShardError, match="does not start shard"):
+        shards.ShardSequence(tmp_path, 4, 10, 3, 8, family="t", params={}).write(5, images, np.zeros((5, 3, 5)))

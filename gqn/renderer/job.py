@@ -13,7 +13,7 @@ from tqdm import tqdm
 
 from gqn.errors import GqnError
 from gqn.renderer.stream import RenderConfig, SceneStream, split
-from gqn.shards import DEFAULT_COMPRESSION, ShardWriter, prepare_output
+from gqn.shards import DEFAULT_COMPRESSION, ShardSequence, prepare_output
 
 _MPI_ENV = (("OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"), ("PMI_RANK", "PMI_SIZE"),
             ("PMIX_RANK", "PMIX_SIZE"))
@@ -84,30 +84,17 @@ def _render_shards(config: RenderConfig, todo: list[int], scenes: int, scenes_pe
         return 0
     bar = tqdm(total=total, unit="scene", disable=not progress, smoothing=0.05,
                desc=f"{config.family} part {part[0]}/{part[1]}" if part[1] > 1 else config.family)
-    shards, writer = iter(todo), None
-    with bar, SceneStream(config, workers, encode=compression) as stream, _deferred_ctrl_c() as stop:
-        try:
-            for chunk in stream.render(r for k in todo for r in split(k * scenes_per_shard,
-                                                                      k * scenes_per_shard + count(k),
-                                                                      config.chunk_scenes)):
-                if stop.is_set():
-                    raise KeyboardInterrupt
-                if writer is None:
-                    k = next(shards)
-                    writer = ShardWriter(out, k, count(k), config.views, config.size, family=config.family,
-                                         scenes_per_shard=scenes_per_shard, params=params,
-                                         compression=compression, seed=config.seed,
-                                         extras={n: (a.shape[1:], a.dtype) for n, a in chunk.extras.items()})
-                writer.write(chunk.images, chunk.cameras, encoded=chunk.encoded, **chunk.extras)
-                if writer.written == writer.num_scenes:
-                    writer.commit()
-                    writer = None
-                bar.update(len(chunk.cameras))
-                bar.set_postfix_str(f"{(bar.format_dict['rate'] or 0) * config.views:.0f} frames/s",
-                                    refresh=False)
-        finally:
-            if writer is not None:
-                writer.abort()
+    ranges = (r for k in todo for r in split(k * scenes_per_shard, k * scenes_per_shard + count(k),
+                                              config.chunk_scenes))
+    sequence = ShardSequence(out, scenes_per_shard, scenes, config.views, config.size, family=config.family,
+                             params=params, compression=compression, seed=config.seed)
+    with bar, SceneStream(config, workers, encode=compression) as stream, _deferred_ctrl_c() as stop, sequence:
+        for chunk in stream.render(ranges):
+            if stop.is_set():
+                raise KeyboardInterrupt
+            sequence.write(chunk.start, chunk.images, chunk.cameras, chunk.encoded, **chunk.extras)
+            bar.update(len(chunk.cameras))
+            bar.set_postfix_str(f"{(bar.format_dict['rate'] or 0) * config.views:.0f} frames/s", refresh=False)
     return total
 
 
