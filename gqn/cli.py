@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import re
 import sys
 
@@ -9,6 +10,7 @@ import click
 
 from gqn import __version__
 from gqn.errors import GqnError
+from gqn.renderer.families import DEFAULT_VIEWS, FAMILIES
 
 _SUFFIXES = {"": 1, "k": 1_000, "m": 1_000_000, "g": 1_000_000_000}
 
@@ -112,7 +114,7 @@ def _run_render(family: str, family_params: dict, **opts):
 @render.command("shepard-matzler")
 @click.option("--parts", type=click.IntRange(2, 20), default=5, show_default=True,
               help="Cubes per polycube (the GQN datasets use 5 and 7).")
-@render_options(default_views=15)
+@render_options(default_views=DEFAULT_VIEWS["shepard-matzler"])
 def render_shepard_matzler(parts, **opts):
     """Shepard-Matzler polycubes seen by an orthographic camera on a sphere.
 
@@ -231,10 +233,59 @@ _gpu_option = click.option("--gpu", type=click.IntRange(0), default=None,
                            help="CUDA device id (needs CuPy: the gpu extra) [default: CPU].")
 
 
+class KeyValue(click.ParamType):
+    """``KEY=VALUE`` with VALUE parsed as JSON when it is JSON (numbers, true/false), else kept as text."""
+
+    name = "KEY=VALUE"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        key, sep, text = str(value).partition("=")
+        if not sep or not key.strip():
+            self.fail(f"{value!r} is not KEY=VALUE (e.g. parts=7)", param, ctx)
+        try:
+            return key.strip().replace("-", "_"), json.loads(text)
+        except ValueError:
+            return key.strip().replace("-", "_"), text
+
+
+def _render_source(family, size, views, seed, params, workers, save, anti_aliasing):
+    """The RenderSource of `gqn train --render`, or None."""
+    if family is None:
+        return None
+    from gqn.model.online import SaveOptions
+    from gqn.model.train import RenderSource
+    from gqn.renderer.families import DEFAULT_VIEWS
+    from gqn.renderer.stream import RenderConfig
+
+    config = RenderConfig(family, dict(params), views or DEFAULT_VIEWS[family], size, seed, anti_aliasing)
+    return RenderSource(config, workers, SaveOptions(save) if save else None)
+
+
 @cli.command()
-@click.argument("data", type=click.Path(file_okay=False))
+@click.argument("data", type=click.Path(file_okay=False), required=False)
 @click.option("--out", required=True, type=click.Path(file_okay=False),
               help="Run directory: snapshot.npz, config.json, log.jsonl.")
+@click.option("--render", "render_family", type=click.Choice(sorted(FAMILIES)), default=None,
+              help="Train on freshly rendered scenes of this family instead of shards in DATA.")
+@click.option("--render-size", type=int, default=64, show_default=True, callback=_check_size,
+              help="Image size of rendered scenes.")
+@click.option("--render-views", type=click.IntRange(2), default=None,
+              help="Views per rendered scene [default: the family's].")
+@click.option("--render-seed", type=click.IntRange(0), default=0, show_default=True,
+              help="Dataset seed of the rendered scenes.")
+@click.option("--render-param", "render_params", type=KeyValue(), multiple=True,
+              help="A family parameter, e.g. parts=7 or camera=free (repeatable).")
+@click.option("--render-workers", type=click.IntRange(1), default=None,
+              help="Render processes, each with its own GL context [default: all cores].")
+@click.option("--render-anti-aliasing/--no-render-anti-aliasing", default=True, show_default=True)
+@click.option("--save-rendered", type=click.Path(file_okay=False), default=None,
+              help="Also write the rendered scenes as shards into this directory.")
+@click.option("--communicator", type=click.Choice(["naive", "flat", "hierarchical", "two_dimensional",
+                                                     "pure_nccl", "non_cuda_aware"]), default=None,
+              help="Data-parallel training with ChainerMN under mpiexec (naive/flat on CPU, pure_nccl on "
+                   "GPUs).")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its snapshot.")
 @click.option("--iterations", type=Count(), default="2M", show_default=True,
               help="Train until this many iterations in total (accepts 500k, 2M).")
@@ -275,10 +326,17 @@ _gpu_option = click.option("--gpu", type=click.IntRange(0), default=None,
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
 @click.pass_context
 def train(ctx, data, out, resume, test, context, iterations, snapshot_every, log_every, test_every,
-          test_scenes, gpu, workers, progress, **hyper):
-    """Train a GQN on the shards in DATA.
+          test_scenes, gpu, workers, progress, render_family, render_size, render_views, render_seed,
+          render_params, render_workers, render_anti_aliasing, save_rendered, communicator, **hyper):
+    """Train a GQN on the shards in DATA, or on scenes rendered on the fly (--render FAMILY).
 
-    Example: gqn train data/sm5/train --test data/sm5/test --out runs/sm5
+    Examples:
+
+      gqn train data/sm5/train --test data/sm5/test --out runs/sm5
+
+      gqn train --render shepard-matzler --render-param parts=7 --save-rendered data/sm7 --out runs/sm7
+
+      mpiexec -n 4 gqn train data/sm5/train --communicator pure_nccl --gpu 0 --out runs/sm5
     """
     from click.core import ParameterSource
 
@@ -288,8 +346,13 @@ def train(ctx, data, out, resume, test, context, iterations, snapshot_every, log
     if "context" in explicit:
         explicit |= {"context_min", "context_max"}
     hyper["context_min"], hyper["context_max"] = context or (1, None)
-    options = RunOptions(iterations, snapshot_every, log_every, test_every, test_scenes, gpu, workers, progress)
-    run_training(data, out, hyper, explicit, options, resume=resume, test=test)
+    if (data is None) == (render_family is None):
+        raise click.UsageError("give either DATA (a shard directory) or --render FAMILY")
+    source = _render_source(render_family, render_size, render_views, render_seed, render_params,
+                            render_workers, save_rendered, render_anti_aliasing)
+    options = RunOptions(iterations, snapshot_every, log_every, test_every, test_scenes, gpu, workers, progress,
+                         communicator)
+    run_training(source or data, out, hyper, explicit, options, resume=resume, test=test)
 
 
 @cli.command()

@@ -51,19 +51,15 @@ class ShardBatches:
     """
 
     def __init__(self, dataset: Dataset, batch_size: int, context: tuple[int, int], seed: int,
-                 sequential: bool = False, scenes: int | None = None):
-        if dataset.views < 2:
-            raise GqnError(f"{dataset.directory}: {dataset.views} view per scene; training needs at least 2 "
-                           "(context and query)")
+                 sequential: bool = False, scenes: int | None = None, rank: int = 0, ranks: int = 1):
+        check_context(dataset.views, context, dataset.directory)
         low, high = context
-        if not 1 <= low <= high <= dataset.views - 1:
-            raise GqnError(f"context views {low}-{high} impossible with {dataset.views} views per scene "
-                           f"(one is the query): use a range within 1-{dataset.views - 1}")
         self.dataset = dataset
         self.batch_size = batch_size
         self.context = (low, high)
         self.seed = seed
         self.sequential = sequential
+        self.rank, self.ranks = rank, ranks    # data-parallel training: rank r of R draws its own batches
         self.scenes = min(scenes or dataset.num_scenes, dataset.num_scenes)
         self.height, self.width, self.views = dataset.height, dataset.width, dataset.views
 
@@ -73,21 +69,39 @@ class ShardBatches:
 
     def plan(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """Scene ids (B,) and view ids (B, K + 1) of batch ``index``: K context views, then the query."""
-        rng = batch_rng(self.seed, index)
+        rng = batch_rng(self.seed, index * self.ranks + self.rank)
         if self.sequential:
             scenes = np.arange(index * self.batch_size, min((index + 1) * self.batch_size, self.scenes))
         else:
             scenes = rng.choice(self.scenes, self.batch_size, replace=self.scenes < self.batch_size)
-        k = int(rng.integers(self.context[0], self.context[1] + 1))
-        views = np.argsort(rng.random((len(scenes), self.views)), axis=1)[:, :k + 1]
-        return scenes, views
+        return scenes, choose_views(rng, len(scenes), self.views, self.context)
 
     def batch(self, index: int) -> Batch:
         scenes, views = self.plan(index)
         parts = [self.dataset.read_views(int(s), v) for s, v in zip(scenes, views)]
-        images = np.stack([p["images"] for p in parts])
-        viewpoints = np.stack([p["viewpoints"] for p in parts])
-        return Batch(images[:, :-1], viewpoints[:, :-1], images[:, -1], viewpoints[:, -1])
+        return split_views(np.stack([p["images"] for p in parts]), np.stack([p["viewpoints"] for p in parts]))
+
+
+def check_context(views: int, context: tuple[int, int], source) -> None:
+    """Refuse a context range that scenes of ``views`` views cannot give (one view is the query)."""
+    if views < 2:
+        raise GqnError(f"{source}: {views} view per scene; training needs at least 2 (context and query)")
+    low, high = context
+    if not 1 <= low <= high <= views - 1:
+        raise GqnError(f"context views {low}-{high} impossible with {views} views per scene "
+                       f"(one is the query): use a range within 1-{views - 1}")
+
+
+def choose_views(rng: np.random.Generator, scenes: int, views: int, context: tuple[int, int]) -> np.ndarray:
+    """View ids (scenes, K + 1) for one batch: K context views (K drawn from ``context``, the same for the
+    whole batch), then the query, all distinct within a scene."""
+    k = int(rng.integers(context[0], context[1] + 1))
+    return np.argsort(rng.random((scenes, views)), axis=1)[:, :k + 1]
+
+
+def split_views(images: np.ndarray, viewpoints: np.ndarray) -> Batch:
+    """Selected views (B, K + 1, ...) of a batch's scenes -> a Batch (the last view is the query)."""
+    return Batch(images[:, :-1], viewpoints[:, :-1], images[:, -1], viewpoints[:, -1])
 
 
 _worker_source = None

@@ -11,6 +11,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import chainer
 import chainer.functions as F
@@ -26,6 +27,8 @@ from gqn.model.gqn import build_model
 from gqn.model.images import model_inputs
 from gqn.model.loader import NOISE_STREAM, ShardBatches, batch_rng, prefetch
 from gqn.model.loss import bits_per_pixel
+from gqn.model.online import RenderedBatches, SaveOptions
+from gqn.renderer.stream import RenderConfig
 from gqn.shards import Dataset
 
 SNAPSHOT = "snapshot.npz"
@@ -44,6 +47,15 @@ class RunOptions:
     gpu: int | None = None
     workers: int = 1
     progress: bool = True
+    communicator: str | None = None   # ChainerMN communicator (under mpiexec), e.g. naive, flat, pure_nccl
+
+
+@dataclass(frozen=True)
+class RenderSource:
+    """Train on freshly rendered scenes instead of shards (`gqn train --render FAMILY`)."""
+    config: RenderConfig
+    workers: int | None = None
+    save: SaveOptions | None = None
 
 
 @dataclass
@@ -53,16 +65,30 @@ class Run:
     model: chainer.Chain
     optimizer: chainer.Optimizer
     config: TrainConfig
-    source: ShardBatches
+    source: ShardBatches | RenderedBatches
     test_source: ShardBatches | None
     device: object
     start: int
     data: str
+    comm: object = None               # ChainerMN communicator, or None for one process
+
+    @property
+    def rank(self) -> int:
+        return self.comm.rank if self.comm else 0
+
+    @property
+    def ranks(self) -> int:
+        return self.comm.size if self.comm else 1
+
+    @property
+    def lead(self) -> bool:
+        """The one process that logs, tests and writes snapshots."""
+        return self.rank == 0
 
 
 def run_training(data, out, hyper: dict, explicit: set, options: RunOptions, resume: bool = False,
                  test=None) -> None:
-    """Train on shard directory ``data`` into run directory ``out``.
+    """Train on shard directory ``data`` (or a RenderSource) into run directory ``out``.
 
     ``hyper`` holds every ModelConfig / TrainConfig field the user could set (the CLI defaults included);
     ``explicit`` names those given on the command line, which a resumed run checks against its own.
@@ -72,8 +98,10 @@ def run_training(data, out, hyper: dict, explicit: set, options: RunOptions, res
 
 
 def open_run(data, out, hyper, explicit, options, resume, test) -> Run:
-    dataset = Dataset(data)
+    rendering = isinstance(data, RenderSource)
+    dataset = _render_shape(data.config) if rendering else Dataset(data)
     directory = Path(out)
+    comm = _communicator(options.communicator)
     if resume:
         meta = snapshot.load_meta(directory / SNAPSHOT)
         model_config, config = _resumed_configs(meta, hyper, explicit)
@@ -86,7 +114,12 @@ def open_run(data, out, hyper, explicit, options, resume, test) -> Run:
         start = 0
     check_image_size(dataset, model_config, "the model")
     context = (config.context_min, config.context_max)
-    source = ShardBatches(dataset, config.batch_size, context, config.seed)
+    rank, ranks = (comm.rank, comm.size) if comm else (0, 1)
+    if rendering:
+        source = RenderedBatches(data.config, config.batch_size, context, config.seed, data.workers, rank, ranks,
+                                 data.save)
+    else:
+        source = ShardBatches(dataset, config.batch_size, context, config.seed, rank=rank, ranks=ranks)
     test_source = None
     if test is not None:
         test_data = Dataset(test)
@@ -99,8 +132,37 @@ def open_run(data, out, hyper, explicit, options, resume, test) -> Run:
     if resume:
         snapshot.load_state(directory / SNAPSHOT, model, optimizer)
     model.to_device(device)
-    directory.mkdir(parents=True, exist_ok=True)
-    return Run(directory, model, optimizer, config, source, test_source, device, start, str(data))
+    if comm:
+        import chainermn
+
+        comm.bcast_data(model)
+        optimizer = chainermn.create_multi_node_optimizer(optimizer, comm)
+    if rank == 0:
+        directory.mkdir(parents=True, exist_ok=True)
+    return Run(directory, model, optimizer, config, source, test_source, device, start,
+               dataset.directory if rendering else str(data), comm)
+
+
+def _render_shape(config: RenderConfig):
+    """What the configs need to know of rendered data: image size and views."""
+    return SimpleNamespace(height=config.size, width=config.size, views=config.views,
+                           directory=f"--render {config.family}")
+
+
+def _communicator(name: str | None):
+    """A ChainerMN communicator over MPI (``mpiexec -n N gqn train ... --communicator NAME``)."""
+    if name is None:
+        return None
+    try:
+        import chainermn
+        from mpi4py import MPI  # noqa: F401  (ChainerMN needs it; fail here with a clear message)
+    except ImportError as e:
+        raise GqnError(f"--communicator {name} needs MPI ({e}); install the mpi extra: "
+                       "pip install 'gqn-toolkit[mpi]'")
+    try:
+        return chainermn.create_communicator(name)
+    except ValueError as e:
+        raise GqnError(f"--communicator {name}: {e}")
 
 
 def _new_configs(dataset: Dataset, hyper: dict) -> tuple[ModelConfig, TrainConfig]:
@@ -134,15 +196,16 @@ def make_optimizer(model, config: TrainConfig) -> chainer.Optimizer:
     return optimizer
 
 
-def train_step(model, optimizer, batch, config: TrainConfig, iteration: int, device) -> dict:
+def train_step(model, optimizer, batch, config: TrainConfig, iteration: int, device, comm=None) -> dict:
     """One Adam step on the negative ELBO; returns the batch's metrics (floats).
 
-    Raises GqnError before updating anything if the loss is not finite.
+    Raises GqnError before updating anything if the loss is not finite (on any rank, with ``comm``).
     """
     sigma = config.pixel_sigma(iteration)
     optimizer.hyperparam.alpha = config.learning_rate(iteration)
     context, context_viewpoints, query, query_viewpoint = model_inputs(batch, device)
-    noise = device.send(model.noise(batch_rng(config.seed, iteration, NOISE_STREAM), len(query)))
+    noise_index = iteration * comm.size + comm.rank if comm else iteration
+    noise = device.send(model.noise(batch_rng(config.seed, noise_index, NOISE_STREAM), len(query)))
     with chainer.using_config("train", True):
         r = model.represent(context, context_viewpoints)
         nll, kl, mean = model.elbo(r, query_viewpoint, query, sigma, noise)
@@ -151,7 +214,10 @@ def train_step(model, optimizer, batch, config: TrainConfig, iteration: int, dev
     values = chainer.backend.CpuDevice().send(
         xp.stack([loss.array, nll.array.mean(), kl.array.mean(), ((query - mean.array) ** 2).mean()]))
     metrics = dict(zip(("neg_elbo", "nll", "kl", "mse"), map(float, values)))
-    if not np.isfinite(values).all():
+    finite = bool(np.isfinite(values).all())
+    if comm:
+        finite = comm.allreduce_obj(int(finite)) == comm.size
+    if not finite:
         raise NonFiniteLoss(f"loss is {metrics['neg_elbo']} at iteration {iteration + 1}")
     model.cleargrads()
     loss.backward()
@@ -165,33 +231,53 @@ class NonFiniteLoss(GqnError):
 
 
 def train(run: Run, options: RunOptions) -> None:
-    """Iterate from ``run.start`` to ``options.iterations``: log, test and snapshot on schedule."""
-    log = RunLog(run.directory / LOG, run.start)
-    _write_config(run)
-    batches = prefetch(run.source, run.start, options.iterations, workers=options.workers)
-    window = []
+    """Iterate from ``run.start`` to ``options.iterations``: log, test and snapshot on schedule.
+
+    Each log entry also says how fast the data came: ``scenes_per_s`` (training throughput) and
+    ``data_wait`` (the fraction of the time the trainer waited for its next batch; 0 = never starved).
+    """
+    log = RunLog(run.directory / LOG, run.start) if run.lead else None
+    if run.lead:
+        _write_config(run)
+    batches = _batches(run, options)
+    window, waited, window_start = [], 0.0, time.perf_counter()
     bar = tqdm(total=options.iterations, initial=run.start, unit="it", dynamic_ncols=True,
-               disable=not options.progress)
+               disable=not (options.progress and run.lead))
     try:
-        for iteration, batch in zip(range(run.start, options.iterations), batches):
+        for iteration in range(run.start, options.iterations):
+            before = time.perf_counter()
+            batch = next(batches)
+            waited += time.perf_counter() - before
             try:
-                window.append(train_step(run.model, run.optimizer, batch, run.config, iteration, run.device))
+                window.append(train_step(run.model, run.optimizer, batch, run.config, iteration, run.device,
+                                         run.comm))
             except NonFiniteLoss as e:
                 raise GqnError(f"{e}; stopped. {_kept(run.directory)}")
             done = iteration + 1
             bar.set_postfix_str(_summary(window[-1]), refresh=False)
             bar.update()
-            if done % options.log_every == 0 or done == options.iterations:
+            if run.lead and (done % options.log_every == 0 or done == options.iterations):
+                seconds = time.perf_counter() - window_start
                 log.write({"iteration": done, "split": "train", **_mean(window),
-                           "lr": run.config.learning_rate(iteration), "sigma": run.config.pixel_sigma(iteration)})
-                window = []
-            if run.test_source is not None and (done % options.test_every == 0 or done == options.iterations):
+                           "lr": run.config.learning_rate(iteration), "sigma": run.config.pixel_sigma(iteration),
+                           "scenes_per_s": len(window) * run.config.batch_size * run.ranks / seconds,
+                           "data_wait": waited / seconds})
+                window, waited, window_start = [], 0.0, time.perf_counter()
+            if run.lead and run.test_source is not None and (
+                    done % options.test_every == 0 or done == options.iterations):
                 _test(run, done, log, bar)
-            if done % options.snapshot_every == 0 or done == options.iterations:
+            if run.lead and (done % options.snapshot_every == 0 or done == options.iterations):
                 save_snapshot(run, done)
     finally:
         bar.close()
         batches.close()
+
+
+def _batches(run: Run, options: RunOptions):
+    """The run's batches from ``run.start``: rendered on the fly, or read from shards by loader workers."""
+    if isinstance(run.source, RenderedBatches):
+        return run.source.batches(run.start, options.iterations)
+    return prefetch(run.source, run.start, options.iterations, workers=options.workers)
 
 
 def _test(run: Run, done: int, log, bar) -> None:
@@ -203,7 +289,8 @@ def _test(run: Run, done: int, log, bar) -> None:
 
 
 def save_snapshot(run: Run, done: int) -> None:
-    snapshot.save(run.directory / SNAPSHOT, run.model, run.optimizer, {
+    optimizer = getattr(run.optimizer, "actual_optimizer", run.optimizer)  # unwrap ChainerMN's
+    snapshot.save(run.directory / SNAPSHOT, run.model, optimizer, {
         "iteration": done, "model": dataclasses.asdict(run.model.config),
         "train": dataclasses.asdict(run.config), "data": run.data})
 

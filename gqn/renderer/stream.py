@@ -16,6 +16,7 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
+from gqn.errors import GqnError
 from gqn.shards import encode_images
 
 PIXEL_BUDGET = 1 << 21  # pixels per render pass: bounds framebuffer memory (64 px: 512 tiles)
@@ -50,14 +51,14 @@ class RenderConfig:
 _worker = None  # (config, family, renderer) of this worker process, or the exception that set-up raised
 
 
-def _init_worker(config: RenderConfig, encode: str | None):
+def _init_worker(config: RenderConfig, encode: str | None, keep_images: bool):
     """Build this worker's renderer; a failure (e.g. no EGL) is kept and raised by the first task, since an
     exception in a Pool initializer would only make the pool restart the worker forever. Ctrl-C is left to
     the parent, which stops the pool."""
     global _worker
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
-        _worker = (*_build_worker(config), encode)
+        _worker = (*_build_worker(config), encode, keep_images)
     except Exception as e:
         _worker = e
 
@@ -66,7 +67,10 @@ def _build_worker(config: RenderConfig):
     from gqn.renderer.families import get_family
     from gqn.renderer.tiled import TiledRenderer
 
-    family = get_family(config.family)(config.views, config.size, **config.params)
+    try:
+        family = get_family(config.family)(config.views, config.size, **config.params)
+    except TypeError as e:  # an unknown or missing family parameter
+        raise GqnError(f"{config.family}: bad parameters {config.params} ({e})") from None
     renderer = TiledRenderer(config.size, family.meshes(), family.projection(), family.background,
                              family.textures(), samples=4 if config.anti_aliasing else 0,
                              max_tiles=config.chunk_scenes * config.views)
@@ -76,14 +80,14 @@ def _build_worker(config: RenderConfig):
 def _render_range(bounds: tuple[int, int]) -> RenderedChunk:
     if isinstance(_worker, Exception):
         raise _worker
-    config, family, renderer, encode = _worker
+    config, family, renderer, encode, keep_images = _worker
     start, stop = bounds
     scenes = [family.scene(config.seed, i) for i in range(start, stop)]
     images = renderer.render(scenes)
     cameras = np.stack([s.cameras for s in scenes]).astype(np.float32)
     extras = {name: np.stack([s.extras[name] for s in scenes]) for name in family.extras}
     encoded = encode_images(images, encode) if encode else None
-    return RenderedChunk(start, None if encoded else images, cameras, extras, encoded)
+    return RenderedChunk(start, images if keep_images or not encoded else None, cameras, extras, encoded)
 
 
 def split(start: int, stop: int, step: int) -> list[tuple[int, int]]:
@@ -94,13 +98,15 @@ def split(start: int, stop: int, step: int) -> list[tuple[int, int]]:
 class SceneStream:
     """Renders scene ranges with ``workers`` processes and yields RenderedChunks in request order.
 
-    With ``encode`` (a shard compression) the workers also compress the images for the shard writer.
+    With ``encode`` (a shard compression) the workers also compress the images for the shard writer and,
+    unless ``keep_images``, send only the compressed chunks.
     """
 
-    def __init__(self, config: RenderConfig, workers: int | None = None, encode: str | None = None):
+    def __init__(self, config: RenderConfig, workers: int | None = None, encode: str | None = None,
+                 keep_images: bool = False):
         self.config = config
         self.workers = workers or os.cpu_count() or 1
-        self._pool = mp.get_context("spawn").Pool(self.workers, _init_worker, (config, encode))
+        self._pool = mp.get_context("spawn").Pool(self.workers, _init_worker, (config, encode, keep_images))
 
     def render(self, ranges: Iterable[tuple[int, int]]) -> Iterator[RenderedChunk]:
         """Chunks for ``ranges`` (each at most ``config.chunk_scenes`` scenes), in order, bounded prefetch."""

@@ -8,6 +8,9 @@ FAMILIES = {
     "shepard-matzler": "gqn.renderer.families.shepard_matzler:ShepardMatzler",
 }
 
+# views per scene when none are asked for (the GQN datasets' counts)
+DEFAULT_VIEWS = {"shepard-matzler": 15, "rooms": 10, "mnist-dice": 10}
+
 
 def get_family(name: str):
     """The family class registered under ``name``."""
