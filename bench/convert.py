@@ -56,6 +56,15 @@ def measure(run, prepare) -> dict:
             "worker_cpu_s": cpu_seconds(resource.RUSAGE_CHILDREN) - children}
 
 
+def summarise(runs: list[dict], records: int, megabytes: float) -> dict:
+    """Rates of the fastest run, its CPU time per record, and every run."""
+    best = min(runs, key=lambda r: r["seconds"])
+    return {"records_per_s": records / best["seconds"], "mb_per_s": megabytes / best["seconds"],
+            "best_seconds": best["seconds"], "median_seconds": statistics.median(r["seconds"] for r in runs),
+            "main_cpu_us_per_record": best["main_cpu_s"] / records * 1e6,
+            "worker_cpu_us_per_record": best["worker_cpu_s"] / records * 1e6, "runs": runs}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=2000)
@@ -79,37 +88,29 @@ def main():
             for f in frames:
                 np.asarray(Image.open(io.BytesIO(f)).convert("RGB"))
 
-        out = work / "out"
-        cases = [("decode only, simplejpeg (1 process)", simplejpeg_decode, 0),
-                 ("decode only, Pillow (1 process)", pillow_decode, 0)]
+        shards = work / "out"
+        cases = [("decode only, simplejpeg (1 process)", simplejpeg_decode),
+                 ("decode only, Pillow (1 process)", pillow_decode)]
         cases += [(f"gqn convert, {w} worker{'s' * (w > 1)}",
-                   lambda w=w: convert_tfrecord([src], out, workers=w, progress=False), w) for w in (1, 2)]
-        all_runs = {name: [] for name, _, _ in cases}
+                   lambda w=w: convert_tfrecord([src], shards, workers=w, progress=False)) for w in (1, 2)]
+        runs = {name: [] for name, _ in cases}
         for _ in range(args.repeats):  # interleaved, so a burst of load from other jobs hits every case alike
-            for name, run, _ in cases:
-                all_runs[name].append(measure(run, lambda: shutil.rmtree(out, ignore_errors=True)))
-        results = {}
-        for name, _, workers in cases:
-            runs = all_runs[name]
-            best = min(runs, key=lambda r: r["seconds"])
-            results[name] = {"records_per_s": records / best["seconds"], "mb_per_s": megabytes / best["seconds"],
-                             "best_seconds": best["seconds"],
-                             "median_seconds": statistics.median(r["seconds"] for r in runs), "runs": runs}
-            if workers:
-                results[name]["main_cpu_us_per_record"] = best["main_cpu_s"] / records * 1e6
-                results[name]["worker_cpu_us_per_record"] = best["worker_cpu_s"] / records * 1e6
+            for name, run in cases:
+                runs[name].append(measure(run, lambda: shutil.rmtree(shards, ignore_errors=True)))
+        results = {name: summarise(r, records, megabytes) for name, r in runs.items()}
         rate = {name: r["records_per_s"] for name, r in results.items()}
+        simplejpeg_rate = rate["decode only, simplejpeg (1 process)"]
+        pillow_rate = rate["decode only, Pillow (1 process)"]
         one, two = rate["gqn convert, 1 worker"], rate["gqn convert, 2 workers"]
-        ratios = {"convert_1_worker_vs_simplejpeg_decode": one / rate["decode only, simplejpeg (1 process)"],
+        ratios = {"convert_1_worker_vs_simplejpeg_decode": one / simplejpeg_rate,
                   "convert_2_workers_vs_1_worker": two / one,
-                  "convert_1_worker_vs_pillow_decode": one / rate["decode only, Pillow (1 process)"],
-                  "simplejpeg_vs_pillow_decode": rate["decode only, simplejpeg (1 process)"]
-                  / rate["decode only, Pillow (1 process)"]}
+                  "convert_1_worker_vs_pillow_decode": one / pillow_rate,
+                  "simplejpeg_vs_pillow_decode": simplejpeg_rate / pillow_rate}
         projection_h = SM5_RECORDS / two / 3600
         report = {
             "benchmark": "convert", "gqn_toolkit": __version__,
             "machine": {"cpu": _cpu_model(), "cores": os.cpu_count(), "python": platform.python_version(),
-                        "load_average_at_start": os.getloadavg()},
+                        "load_average_at_end": os.getloadavg()},
             "data": {"records": records, "files": args.files, "views": 15, "size": 64,
                      "mean_jpeg_bytes": sum(map(len, frames)) / len(frames), "input_mb": megabytes},
             "repeats": args.repeats, "results": results, "ratios": ratios,
@@ -117,20 +118,21 @@ def main():
                            "hours_at_2_workers": projection_h},
         }
         print(f"{records} records ({args.files} files, {megabytes:.1f} MB, 15 views of 64 px, "
-              f"{report['data']['mean_jpeg_bytes']:.0f} B per JPEG); best of {args.repeats}")
-        print(f"{'':38s} {'records/s':>10s} {'MB/s':>8s}")
+              f"{report['data']['mean_jpeg_bytes']:.0f} B per JPEG); best of {args.repeats}; "
+              f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+        print(f"{'':38s} {'records/s':>10s} {'MB/s':>7s}   CPU us/record (main + workers)")
         for name, r in results.items():
-            print(f"{name:38s} {r['records_per_s']:10.0f} {r['mb_per_s']:8.1f}")
+            print(f"{name:38s} {r['records_per_s']:10.0f} {r['mb_per_s']:7.1f}   "
+                  f"{r['main_cpu_us_per_record']:.0f}" + (f" + {r['worker_cpu_us_per_record']:.0f}"
+                                                          if r["worker_cpu_us_per_record"] else ""))
         for name, value in ratios.items():
             print(f"{name:38s} {value:10.2f}x")
-        print(f"main process CPU per record (1 worker): {results['gqn convert, 1 worker']['main_cpu_us_per_record']:.0f}"
-              f" us; worker CPU per record: {results['gqn convert, 1 worker']['worker_cpu_us_per_record']:.0f} us")
         print(f"projected shepard_metzler_5_parts ({SM5_RECORDS:,} records, assumed) with 2 workers: "
               f"{projection_h:.1f} h")
-        out = ROOT / "bench" / "results" / "convert.json"
-        out.parent.mkdir(exist_ok=True)
-        out.write_text(json.dumps(report, indent=2) + "\n")
-        print(f"written {out.relative_to(ROOT)}")
+        path = ROOT / "bench" / "results" / "convert.json"
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(json.dumps(report, indent=2) + "\n")
+        print(f"written {path.relative_to(ROOT)}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

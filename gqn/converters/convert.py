@@ -1,8 +1,8 @@
 """``gqn convert tfrecord``: DeepMind GQN TFRecords into gqn shards, with JPEG decoding in worker processes.
 
 Pipeline: the main process reads the records in order (framing and CRC checks), hands chunks of raw records
-to a pool of worker processes, which parse the Examples and decode the frames with libjpeg-turbo straight
-into one of a few shared-memory slots, and writes the decoded slots to shards in order. Memory is bounded
+to a pool of worker processes, which parse the Examples and decode the frames with libjpeg-turbo into one
+of a few shared-memory slots, and writes the decoded slots to shards in order. Memory is bounded
 by the slots (a few MB each), whatever the size of the input.
 
 Scene order is deterministic: files in index order (``{i}-of-{n}``), records in file order; scene ``k`` of
@@ -59,8 +59,8 @@ class SplitSummary:
     def __str__(self):
         seconds = max(self.seconds, 1e-9)
         text = (f"{self.name or 'all'}: {self.scenes} scenes from {_plural(self.files, 'file')} in "
-                f"{self.seconds:.1f} s ({self.scenes / seconds:.0f} records/s, {self.bytes_read / 1e6 / seconds:.1f}"
-                f" MB/s); {_plural(self.shards, 'shard')} in {self.out}")
+                f"{self.seconds:.1f} s ({self.scenes / seconds:.0f} records/s, "
+                f"{self.bytes_read / 1e6 / seconds:.1f} MB/s); {_plural(self.shards, 'shard')} in {self.out}")
         if self.resumed_shards:
             text += f" ({self.resumed_shards} kept from an earlier run)"
         return text + f"; {self.skipped} corrupt records skipped" * bool(self.skipped)

@@ -40,7 +40,8 @@ def export_tfrecord(data, out, *, records_per_file: int = 2000, quality: int = 9
     """Export a shard directory, or a directory holding ``train/`` and ``test/`` shard directories."""
     data, out = Path(data), Path(out)
     pairs = [] if list_shards(data) else [(data / s, out / s) for s in SPLITS if (data / s).is_dir()]
-    return [_export(src, dst, records_per_file, quality, compress, progress) for src, dst in pairs or [(data, out)]]
+    return [_export(src, dst, records_per_file, quality, compress, progress)
+            for src, dst in pairs or [(data, out)]]
 
 
 def _export(src: Path, out: Path, records_per_file: int, quality: int, compress: bool,
