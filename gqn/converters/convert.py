@@ -33,7 +33,8 @@ from gqn.converters.datasets import DATASETS, SPLITS, DatasetInfo, file_sort_key
 from gqn.converters.example import ExampleError, parse_scene
 from gqn.converters.tfrecord import RecordError, RecordReader
 from gqn.errors import GqnError
-from gqn.shards import DEFAULT_COMPRESSION, ShardWriter, prepare_output, read_attrs, shard_name
+from gqn.shards import (DEFAULT_COMPRESSION, ShardWriter, encode_images, prepare_output, read_attrs,
+                        shard_name)
 
 SLOT_BYTES = 8 << 20  # decoded scenes per worker task: about this many bytes
 MAX_SLOT_RECORDS = 64
@@ -145,11 +146,12 @@ def _warn(message: str) -> None:
 # ---- worker processes: parse Examples and decode frames into a shared slot ----
 
 _slots: list[np.ndarray] = []
+_compression = "none"
 
 
-def _init_worker(slots: list[np.ndarray]) -> None:
-    global _slots
-    _slots = slots
+def _init_worker(slots: list[np.ndarray], compression: str) -> None:
+    global _slots, _compression
+    _slots, _compression = slots, compression
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process handles Ctrl-C and ends the pool
     if sys.platform == "linux":  # and if it is killed outright, its workers go too (PR_SET_PDEATHSIG)
         ctypes.CDLL(None).prctl(1, signal.SIGKILL)
@@ -184,7 +186,9 @@ def decode_scene(data: bytes, out: np.ndarray) -> np.ndarray:
 
 
 def _decode_chunk(slot: int, records: list[tuple[tuple[int, int], bytes]]):
-    """Decode ``records`` ((file, record) position, data) into slot ``slot``, good scenes first.
+    """Decode ``records`` ((file, record) position, data) into slot ``slot``, good scenes first; with a
+    compressed output, also return the good scenes' compressed image chunks (compressing here, in parallel,
+    keeps the writing process free).
 
     Frames are decoded into a small, cache-resident scratch scene that is then copied to the slot in one go:
     about 3 % faster than decoding into the shared mapping directly.
@@ -200,7 +204,8 @@ def _decode_chunk(slot: int, records: list[tuple[tuple[int, int], bytes]]):
         else:
             out[len(good)] = scratch
             good.append(position)
-    return slot, np.array(cameras, np.float32), good, bad
+    encoded = encode_images(out[:len(good)], _compression) if _compression != "none" else None
+    return slot, np.array(cameras, np.float32), good, bad, encoded
 
 
 # ---- the main process: read, dispatch, write in order ----
@@ -234,7 +239,8 @@ class _Conversion:
                  for _ in range(2 * self.workers + 1)]
         self._started = time.perf_counter()
         # fork before tqdm starts its monitor thread; the workers inherit the slots' shared mappings
-        with multiprocessing.get_context("fork").Pool(self.workers, _init_worker, (slots,)) as pool, \
+        pool = multiprocessing.get_context("fork").Pool(self.workers, _init_worker, (slots, self.compression))
+        with pool, \
                 tqdm(total=sum(p.stat().st_size for p in self.files),
                      initial=sum(p.stat().st_size for p in self.files[:start_file]), unit="B", unit_scale=True,
                      disable=not self.progress, desc=self.summary.name or "convert", dynamic_ncols=True) as bar:
@@ -302,16 +308,17 @@ class _Conversion:
             self._collect(pending.popleft().get(), slots)
 
     def _collect(self, result, slots) -> int:
-        slot, cameras, good, bad = result
+        slot, cameras, good, bad, encoded = result
         for (f, index), reason in bad:
             error = RecordError(self.files[f], index, reason)
             if not self.skip_corrupt:
                 raise error
             self._skip(error)
-        self._write(slots[slot][:len(good)], cameras, good)
+        self._write(slots[slot][:len(good)], cameras, good, encoded)
         return slot
 
-    def _write(self, images: np.ndarray, cameras: np.ndarray, positions: list[tuple[int, int]]) -> None:
+    def _write(self, images: np.ndarray, cameras: np.ndarray, positions: list[tuple[int, int]],
+               encoded: list[bytes] | None) -> None:
         done = 0
         while done < len(images):
             if self._writer is None:
@@ -320,7 +327,8 @@ class _Conversion:
                                            scenes_per_shard=self.scenes_per_shard, params=self.params,
                                            compression=self.compression, open_ended=True)
             n = min(len(images) - done, self.scenes_per_shard - self._writer.written)
-            self._writer.write(images[done:done + n], cameras[done:done + n])
+            self._writer.write(images[done:done + n], cameras[done:done + n],
+                               encoded=encoded[done:done + n] if encoded else None)
             for f, index in positions[done:done + n]:
                 name = self.files[f].name
                 if self._source and self._source[-1]["file"] == name:
