@@ -27,13 +27,23 @@ system-deps:
 test: $(STAMP)
 	$(PY) -m pytest
 
+# The main job on a small default: render, train a small GQN for a few minutes on the CPU, evaluate.
+DEMO_ITERATIONS ?= 200
+DEMO_MODEL      := --hidden 32 --steps 4 --canvas 32 --r-channels 64 --representation pool
 demo: $(STAMP)
-	$(GQN) render shepard-matzler --scenes 400 --scenes-per-shard 200 --out $(DEMO)/data/train
+	$(GQN) render shepard-matzler --scenes 1000 --size 32 --scenes-per-shard 500 --out $(DEMO)/data/train
+	$(GQN) render shepard-matzler --scenes 64 --size 32 --seed 1 --out $(DEMO)/data/test
 	$(GQN) info $(DEMO)/data/train --preview $(DEMO)/preview.png
-	@echo "demo: dataset in $(DEMO)/data, preview in $(DEMO)/preview.png"
+	$(GQN) train $(DEMO)/data/train --out $(DEMO)/run --iterations $(DEMO_ITERATIONS) --batch-size 16 \
+	    $(DEMO_MODEL) --sigma-steps 150 --log-every 20 $(if $(wildcard $(DEMO)/run/snapshot.npz),--resume)
+	$(GQN) evaluate $(DEMO)/run --data $(DEMO)/data/test --scenes 64 --rows 6 --gifs 3
+	@echo "demo: data in $(DEMO)/data, preview $(DEMO)/preview.png, predictions $(DEMO)/run/eval/predictions.png, GIFs $(DEMO)/run/eval/orbit_*.gif"
 
 bench: $(STAMP)
 	$(PY) bench/render.py
+	$(PY) bench/convert.py
+	$(PY) bench/train.py
+	$(PY) bench/online.py
 
 clean:
 	rm -rf $(VENV) $(DEMO) *.egg-info
