@@ -53,6 +53,23 @@ class Part(click.ParamType):
         return k, n
 
 
+class MinMax(click.ParamType):
+    """An integer range ``MIN-MAX`` (e.g. 1-14) or a single number ``K`` (= K-K), with 1 <= MIN <= MAX."""
+
+    name = "MIN-MAX"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        m = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", str(value))
+        if not m:
+            self.fail(f"{value!r} is not MIN-MAX or K (examples: 1-14, 3)", param, ctx)
+        low, high = int(m.group(1)), int(m.group(2) or m.group(1))
+        if not 1 <= low <= high:
+            self.fail(f"{value}: need 1 <= MIN <= MAX", param, ctx)
+        return low, high
+
+
 def _check_size(ctx, param, value):
     if value is not None and (value < 8 or value % 4):
         raise click.BadParameter(f"{value}: image size must be a multiple of 4 and at least 8")
@@ -212,23 +229,6 @@ def info(data, preview, preview_scenes):
 # ---- the model: train / evaluate (gqn.model) ----
 
 
-class ContextRange(click.ParamType):
-    """Context views per batch: ``MIN-MAX`` (e.g. 1-14) or a single number ``K``."""
-
-    name = "MIN-MAX"
-
-    def convert(self, value, param, ctx):
-        if isinstance(value, tuple):
-            return value
-        m = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", str(value))
-        if not m:
-            self.fail(f"{value!r} is not MIN-MAX or K (examples: 1-14, 3)", param, ctx)
-        low, high = int(m.group(1)), int(m.group(2) or m.group(1))
-        if not 1 <= low <= high:
-            self.fail(f"{value}: need 1 <= MIN <= MAX", param, ctx)
-        return low, high
-
-
 _gpu_option = click.option("--gpu", type=click.IntRange(0), default=None,
                            help="CUDA device id (needs CuPy: the gpu extra) [default: CPU].")
 
@@ -290,7 +290,7 @@ def _render_source(family, size, views, seed, params, workers, save, anti_aliasi
 @click.option("--iterations", type=Count(), default="2M", show_default=True,
               help="Train until this many iterations in total (accepts 500k, 2M).")
 @click.option("--batch-size", type=click.IntRange(1), default=36, show_default=True)
-@click.option("--context", type=ContextRange(), default=None,
+@click.option("--context", type=MinMax(), default=None,
               help="Context views per batch, drawn per batch [default: 1-(views-1)].")
 @click.option("--steps", type=click.IntRange(1), default=12, show_default=True, help="Generation steps L.")
 @click.option("--hidden", type=click.IntRange(1), default=128, show_default=True, help="Core channels h.")
@@ -362,7 +362,7 @@ def train(ctx, data, out, resume, test, context, iterations, snapshot_every, log
               help="Evaluate the first N scenes of --data.")
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="Output directory [default: RUN/eval].")
 @click.option("--batch-size", type=click.IntRange(1), default=16, show_default=True)
-@click.option("--context", type=ContextRange(), default=None, help="Context views [default: the run's].")
+@click.option("--context", type=MinMax(), default=None, help="Context views [default: the run's].")
 @click.option("--samples", type=click.IntRange(1, 32), default=4, show_default=True,
               help="Sampled predictions per grid row.")
 @click.option("--rows", type=click.IntRange(1, 64), default=8, show_default=True, help="Scenes in the grid.")
