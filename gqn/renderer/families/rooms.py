@@ -59,7 +59,7 @@ class Rooms(RoomFamily):
     def meshes(self):
         shapes = {name: pyrender.Mesh.from_trimesh(shape_mesh(name), smooth=name not in FLAT_SHADED)
                   for name in SHAPES}
-        return {**super().meshes(), **shapes}
+        return {**shapes, **super().meshes()}  # objects first: early depth tests skip the room behind them
 
     def sample(self, rng):
         n = int(rng.integers(self.objects[0], self.objects[1] + 1))
