@@ -83,9 +83,9 @@ def bricks(u, v, rng):
 
 def planks(u, v, rng):
     """Wooden planks: a shade per plank, fine grain along the planks, dark seams."""
-    iu, fu = _cells(u, 4)
+    iu, fu = _cells(u, 5)
     grain = value_noise(rng, u.shape[0], 32)[:1, :]  # varies across the planks only: streaks along them
-    shade = 0.55 + 0.3 * rng.random(4)[iu % 4] + 0.3 * (grain - 0.5)
+    shade = 0.55 + 0.3 * rng.random(5)[iu % 5] + 0.3 * (grain - 0.5)
     return np.where(np.minimum(fu, 1 - fu) < 0.04, 0.0, np.clip(shade, 0, 1))
 
 

@@ -30,6 +30,7 @@ FREE_MARGIN = 0.2           # free cameras keep this far from the walls
 FREE_HEIGHT = (0.4, 0.9)    # below the wall tops: every view has floor or wall in its lower half
 FREE_PITCH = np.radians([-35.0, 10.0])
 FREE_CLEARANCE = 0.9        # free cameras keep this far from an object's footprint
+FREE_DEPTH = 1.5            # and look at least this far before meeting the floor or a wall
 TEXTURE_REPEATS = (2, 5)    # the floor texture repeats 2-4 times across the room (walls alike)
 
 
@@ -85,21 +86,33 @@ def ring_cameras(rng: np.random.Generator, views: int) -> np.ndarray:
     return camera.look_at(positions, RING_TARGET)
 
 
+def view_depth(cameras: np.ndarray) -> np.ndarray:
+    """How far each camera (raw poses (n, 5)) looks along its line of sight before meeting the floor or a
+    wall (walls taken as infinitely tall)."""
+    d = camera.directions(cameras[:, 3], cameras[:, 4])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        floor = np.where(d[:, 1] < 0, cameras[:, 1] / -d[:, 1], np.inf)
+        walls = (ROOM_HALF - np.sign(d[:, [0, 2]]) * cameras[:, [0, 2]]) / np.abs(d[:, [0, 2]])
+    return np.minimum(floor, walls.min(axis=1))
+
+
 def free_cameras(rng: np.random.Generator, views: int, obstacles: np.ndarray, radii: np.ndarray) -> np.ndarray:
-    """Cameras anywhere inside the room at least FREE_CLEARANCE from every object footprint (centres
-    ``obstacles`` (n, 2), radii (n,)), with random yaw and pitch in FREE_PITCH. Positions are drawn in
-    batches and the free ones kept, so the result is a pure function of ``rng``."""
+    """Cameras anywhere inside the room, with random yaw and pitch in FREE_PITCH, that keep FREE_CLEARANCE
+    from every object footprint (centres ``obstacles`` (n, 2), radii (n,)) and see at least FREE_DEPTH
+    far (so no view is filled by one patch of wall or floor). Candidates are drawn in batches and the good
+    ones kept: the result is a pure function of ``rng``."""
     limit = ROOM_HALF - FREE_MARGIN
-    found = np.empty((0, 2))
-    while len(found) < views:
-        candidates = rng.uniform(-limit, limit, (2 * views, 2))
-        gaps = np.linalg.norm(candidates[:, None] - obstacles[None], axis=-1) - radii[None]
-        found = np.vstack([found, candidates[np.all(gaps > FREE_CLEARANCE, axis=1)]])
-    xz = found[:views]
-    height = rng.uniform(*FREE_HEIGHT, views)
-    yaw = rng.uniform(-np.pi, np.pi, views)
-    pitch = rng.uniform(*FREE_PITCH, views)
-    return np.stack([xz[:, 0], height, xz[:, 1], yaw, pitch], -1)
+    found, count = [], 0
+    while count < views:
+        n = 8 * views
+        candidates = np.stack([rng.uniform(-limit, limit, n), rng.uniform(*FREE_HEIGHT, n),
+                               rng.uniform(-limit, limit, n), rng.uniform(-np.pi, np.pi, n),
+                               rng.uniform(*FREE_PITCH, n)], -1)
+        gaps = np.linalg.norm(candidates[:, None, [0, 2]] - obstacles[None], axis=-1) - radii[None]
+        good = np.all(gaps > FREE_CLEARANCE, axis=1) & (view_depth(candidates) >= FREE_DEPTH)
+        found.append(candidates[good])
+        count += good.sum()
+    return np.concatenate(found)[:views]
 
 
 def _surface_poses() -> np.ndarray:
