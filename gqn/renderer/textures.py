@@ -116,7 +116,9 @@ PATTERNS = {f.__name__: f for f in (checker, stripes, diagonal, tiles, bricks, p
                                     clouds)}
 
 
-def _hsv_to_rgb(h: float, s: float, v: float) -> np.ndarray:
+def hsv_to_rgb(h, s, v) -> np.ndarray:
+    """RGB (..., 3) in [0, 1] of hue, saturation and value (arrays (...) or numbers in [0, 1])."""
+    h, s, v = (np.asarray(x, float)[..., None] for x in (h, s, v))
     k = np.mod(np.array([5.0, 3.0, 1.0]) + h * 6, 6)
     return v - v * s * np.clip(np.minimum(k, 4 - k), 0, 1)
 
@@ -124,8 +126,8 @@ def _hsv_to_rgb(h: float, s: float, v: float) -> np.ndarray:
 def colour_pair(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """A light and a dark colour of neighbouring hues: what pattern value 1 and 0 are painted with."""
     hue = rng.random()
-    light = _hsv_to_rgb(hue, rng.uniform(0.1, 0.45), rng.uniform(0.8, 1.0))
-    dark = _hsv_to_rgb(np.mod(hue + rng.uniform(-0.08, 0.08), 1.0), rng.uniform(0.3, 0.8), rng.uniform(0.25, 0.55))
+    light = hsv_to_rgb(hue, rng.uniform(0.1, 0.45), rng.uniform(0.8, 1.0))
+    dark = hsv_to_rgb(np.mod(hue + rng.uniform(-0.08, 0.08), 1.0), rng.uniform(0.3, 0.8), rng.uniform(0.25, 0.55))
     return light, dark
 
 

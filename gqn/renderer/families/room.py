@@ -11,7 +11,7 @@ import pyrender
 
 from gqn.renderer import camera
 from gqn.renderer.families.base import Family
-from gqn.renderer.textures import PATTERNS, VARIANTS, texture_bank
+from gqn.renderer.textures import PATTERNS, VARIANTS, hsv_to_rgb, texture_bank
 from gqn.renderer.tiled import Instances, SceneSpec
 
 ROOM_HALF = 3.0             # the floor spans [-3, 3] x [-3, 3]; y is up
@@ -57,19 +57,14 @@ def quad_mesh() -> pyrender.Mesh:
     uv = np.array([[0, 0], [1, 0], [1, 1], [0, 1]], np.float32)
     normals = np.tile(np.float32([0, 0, 1]), (4, 1))
     return pyrender.Mesh([pyrender.Primitive(positions, normals, texcoord_0=uv,
-                                             indices=np.array([[3, 2, 1], [3, 1, 0]]), mode=4)])
-
-
-def hsv_colors(h: np.ndarray, s: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """(n, 4) RGBA colours from HSV arrays (n,)."""
-    k = np.mod(np.array([5.0, 3.0, 1.0]) + h[:, None] * 6, 6)
-    rgb = v[:, None] - (v * s)[:, None] * np.clip(np.minimum(k, 4 - k), 0, 1)
-    return np.hstack([rgb, np.ones((len(h), 1))])
+                                             indices=np.array([[3, 2, 1], [3, 1, 0]]),
+                                             mode=pyrender.constants.GLTF.TRIANGLES)])
 
 
 def random_colors(rng: np.random.Generator, n: int) -> np.ndarray:
-    """Saturated object colours of any hue."""
-    return hsv_colors(rng.random(n), rng.uniform(0.5, 1.0, n), rng.uniform(0.6, 1.0, n))
+    """(n, 4) RGBA object colours: any hue, saturated."""
+    rgb = hsv_to_rgb(rng.random(n), rng.uniform(0.5, 1.0, n), rng.uniform(0.6, 1.0, n))
+    return np.hstack([rgb, np.ones((n, 1))])
 
 
 def grid_positions(rng: np.random.Generator, n: int) -> np.ndarray:
