@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from gqn.errors import GqnError
-from gqn.renderer.families import stored_family
-from gqn.renderer.families import room
+from gqn.renderer.families import room, stored_family
+from gqn.renderer.families.mnist_dice import MnistDice
 from gqn.renderer.families.rooms import SHAPES, Rooms, shape_mesh
 from gqn.renderer.stream import RenderConfig
 from gqn.renderer.tiled import Instances
@@ -99,6 +99,22 @@ def test_object_count_matches_the_pixels(renderer):
         seen = [np.sum(np.all(image == color_of(c), axis=-1)) >= 3 for c in PALETTE]
         n = len(object_instances(spec))
         assert seen == [True] * n + [False] * (len(PALETTE) - n)
+
+
+@pytest.mark.parametrize("family", [Rooms, lambda v, s: Rooms(v, s, camera="free"), MnistDice])
+def test_scene_content_does_not_depend_on_the_number_of_views(family):
+    """The room builder draws cameras last: more views see the same room, objects and light."""
+    for i in range(5):
+        few, many = family(2, SIZE).scene(3, i), family(12, SIZE).scene(3, i)
+        assert few.objects.keys() == many.objects.keys() and few.extras.keys() == many.extras.keys()
+        for name in few.objects:
+            for field in ("poses", "colors", "texture"):
+                np.testing.assert_array_equal(getattr(few.objects[name], field), getattr(many.objects[name], field))
+        for name in few.extras:
+            np.testing.assert_array_equal(few.extras[name], many.extras[name])
+        np.testing.assert_array_equal(few.light_direction, many.light_direction)
+        assert (few.ambient, few.light_color) == (many.ambient, many.light_color)
+        assert len(few.cameras) == 2 and len(many.cameras) == 12
 
 
 def test_ring_cameras_circle_the_room_centre():

@@ -53,5 +53,5 @@ class MnistDice(RoomFamily):
         die = poses(rotations_y(yaw), [[DIE_EDGE] * 3], [[x, 0.0, z]])[0]
         texture = np.stack([layers + self.first_digit_layer, np.ones(6), np.ones(6)], -1)
         faces = Instances(die @ FACES, np.tile([*tint, 1.0], (6, 1)), texture)
-        cameras = ring_cameras(rng, self.views)
-        return self.room_scene(rng, cameras, {"quad": faces}, extras={"labels": labels.astype(np.int8)})
+        return self.room_scene(rng, {"quad": faces}, lambda r: ring_cameras(r, self.views),
+                               extras={"labels": labels.astype(np.int8)})

@@ -6,6 +6,8 @@ one mesh kind and its textures are layers of the texture array chosen per instan
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 import pyrender
 
@@ -153,7 +155,7 @@ def merge(*instances: Instances) -> Instances:
 class RoomFamily(Family):
     """Base of the families set in the room: perspective camera, sky, the texture bank, the quad mesh.
 
-    Subclasses draw their contents and cameras, then call ``room_scene`` to add the room and the light.
+    Subclasses draw their contents, then call ``room_scene`` to add the room, the light and the cameras.
     """
 
     background = SKY
@@ -168,11 +170,12 @@ class RoomFamily(Family):
         return texture_bank()
 
     @staticmethod
-    def room_scene(rng: np.random.Generator, cameras: np.ndarray, objects: dict[str, Instances],
+    def room_scene(rng: np.random.Generator, objects: dict[str, Instances], cameras: Callable,
                    extras: dict | None = None) -> SceneSpec:
-        """The scene: ``objects`` (any ``quad`` instances join the room's) in a room drawn from ``rng``."""
+        """The scene: ``objects`` (any ``quad`` instances join the room's) in a room and light drawn from
+        ``rng``, seen by ``cameras(rng)``, drawn last so that a scene's content does not depend on its
+        number of views."""
         surfaces = room_surfaces(rng)
         quads = merge(surfaces, objects["quad"]) if "quad" in objects else surfaces
-        return SceneSpec(cameras=cameras, objects={**objects, "quad": quads}, extras=extras or {},
-                         **random_light(rng))
-
+        light = random_light(rng)
+        return SceneSpec(cameras=cameras(rng), objects={**objects, "quad": quads}, extras=extras or {}, **light)

@@ -72,7 +72,5 @@ class Rooms(RoomFamily):
         objects = {name: Instances(placed[kinds == k], colors[kinds == k])
                    for k, name in enumerate(SHAPES) if np.any(kinds == k)}
         if self.camera == "ring":
-            cameras = ring_cameras(rng, self.views)
-        else:
-            cameras = free_cameras(rng, self.views, xz, sizes * np.sqrt(0.5))
-        return self.room_scene(rng, cameras, objects)
+            return self.room_scene(rng, objects, lambda r: ring_cameras(r, self.views))
+        return self.room_scene(rng, objects, lambda r: free_cameras(r, self.views, xz, sizes * np.sqrt(0.5)))
