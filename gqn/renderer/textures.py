@@ -12,6 +12,8 @@ import functools
 
 import numpy as np
 
+from gqn.renderer.colors import hsv_to_rgb
+
 TEXTURE_SIZE = 64  # texels per side of every layer of the texture array
 VARIANTS = 4       # colour pairs per pattern
 BANK_SEED = 2018
@@ -114,13 +116,6 @@ def clouds(u, v, rng):
 
 PATTERNS = {f.__name__: f for f in (checker, stripes, diagonal, tiles, bricks, planks, dots, chevron, marble,
                                     clouds)}
-
-
-def hsv_to_rgb(h, s, v) -> np.ndarray:
-    """RGB (..., 3) in [0, 1] of hue, saturation and value (arrays (...) or numbers in [0, 1])."""
-    h, s, v = (np.asarray(x, float)[..., None] for x in (h, s, v))
-    k = np.mod(np.array([5.0, 3.0, 1.0]) + h * 6, 6)
-    return v - v * s * np.clip(np.minimum(k, 4 - k), 0, 1)
 
 
 def colour_pair(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from gqn.renderer.digits import DigitBank
-from gqn.renderer.families.room import (RoomFamily, grid_positions, poses, ring_cameras, rotations_y)
+from gqn.renderer.families.room import RoomFamily, grid_positions, poses, ring_cameras, rotations_y
 from gqn.renderer.textures import texture_bank
 from gqn.renderer.tiled import Instances
 

@@ -13,7 +13,8 @@ import pyrender
 
 from gqn.renderer import camera
 from gqn.renderer.families.base import Family
-from gqn.renderer.textures import PATTERNS, VARIANTS, hsv_to_rgb, texture_bank
+from gqn.renderer.colors import hsv_to_rgb
+from gqn.renderer.textures import PATTERNS, VARIANTS, texture_bank
 from gqn.renderer.tiled import Instances, SceneSpec
 
 ROOM_HALF = 3.0             # the floor spans [-3, 3] x [-3, 3]; y is up
