@@ -165,7 +165,9 @@ def _check_objects(ctx, param, value):
 def render_rooms(camera, objects, object_rotation, **opts):
     """Objects (box, sphere, cylinder, capsule, icosahedron, cone) in a room with textured floor and walls.
 
-    Examples: gqn render rooms --scenes 2M --out data/rooms-ring/train
+    Examples:
+
+      gqn render rooms --scenes 2M --out data/rooms-ring/train
 
       gqn render rooms --camera free --no-object-rotation --scenes 2M --out data/rooms-free/train
     """
