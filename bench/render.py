@@ -1,7 +1,8 @@
-"""Render throughput: `gqn render` (whole process, start-up and shard writing included) against a bare
-pyrender loop, worker scaling, compression choices, and peak RSS against dataset size.
+"""Render throughput: `gqn render` (whole process, start-up and shard writing included) for every scene
+family at 1 worker and all cores, against a bare pyrender loop; where a worker's time goes (in-process
+profile per family); compression choices, MPI, and peak RSS against dataset size (Shepard-Matzler).
 
-Usage: python bench/render.py [--quick]     writes bench/results/render.json
+Usage: python bench/render.py [--quick] [--cprofile]     writes bench/results/render.json
 """
 from __future__ import annotations
 
@@ -16,10 +17,29 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 RESULTS = Path(__file__).parent / "results"
 SIZE, VIEWS = 64, 15
+
+
+@dataclass(frozen=True)
+class FamilyRow:
+    name: str       # the family as stored in the shards
+    command: str    # gqn render COMMAND
+    args: tuple     # its options
+    params: dict    # the same as family parameters (for the in-process profile)
+    views: int      # the family's default views
+
+
+FAMILY_ROWS = (
+    FamilyRow("shepard-matzler", "shepard-matzler", ("--parts", "5"), {"parts": 5}, 15),
+    FamilyRow("rooms-ring", "rooms", ("--camera", "ring"), {"camera": "ring"}, 10),
+    FamilyRow("rooms-free", "rooms", ("--camera", "free"), {"camera": "free"}, 10),
+    FamilyRow("mnist-dice", "mnist-dice", (), {}, 10),
+)
+SM = FAMILY_ROWS[0]
 
 
 def bare_pyrender_loop(frames: int, queue) -> None:
@@ -85,11 +105,11 @@ def mpiexec_prefix(ranks: int) -> list[str] | None:
     return [found, "--oversubscribe", "-n", str(ranks)] if found else None
 
 
-def run_render(family: str, family_args: list, scenes: int, workers: int, out: Path,
-               compression: str = "none", views: int = VIEWS, launcher: list | None = None) -> dict:
+def run_render(row: FamilyRow, scenes: int, workers: int, out: Path, compression: str = "none",
+               launcher: list | None = None) -> dict:
     """Time a whole `gqn render` process and sample the peak RSS of its process tree."""
-    cmd = [*(launcher or []), sys.executable, "-m", "gqn", "render", family, *family_args, "--scenes", str(scenes),
-           "--views", str(views), "--size", str(SIZE), "--workers", str(workers), "--out", str(out),
+    cmd = [*(launcher or []), sys.executable, "-m", "gqn", "render", row.command, *row.args, "--scenes", str(scenes),
+           "--views", str(row.views), "--size", str(SIZE), "--workers", str(workers), "--out", str(out),
            "--compression", compression, "--no-progress"]
     start = time.perf_counter()
     env = {**os.environ, "OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}
@@ -112,73 +132,124 @@ def run_render(family: str, family_args: list, scenes: int, workers: int, out: P
     if proc.returncode:
         raise SystemExit(f"render failed: {err.decode()}")
     disk = sum(p.stat().st_size for p in out.glob("*.h5"))
-    return {"family": family, "scenes": scenes, "workers": workers, "compression": compression,
+    return {"family": row.name, "views": row.views, "scenes": scenes, "workers": workers, "compression": compression,
             "launcher": "mpiexec -n " + launcher[-1] if launcher else "",
-            "seconds": seconds, "scenes_per_s": scenes / seconds, "frames_per_s": scenes * views / seconds,
+            "seconds": seconds, "scenes_per_s": scenes / seconds, "frames_per_s": scenes * row.views / seconds,
             "peak_rss_mb": peak / 2 ** 20, "disk_mb": disk / 1e6}
 
 
-def profile_worker(scenes: int = 640) -> dict:
-    """Where one worker's time goes: scene sampling vs. the render pass (draw + readback)."""
+def profile_worker(row: FamilyRow, scenes: int = 640, cprofile: bool = False) -> dict:
+    """Where one worker's time goes: scene sampling vs. the render pass (draw + readback), after the
+    per-worker set-up (meshes, textures, framebuffers), which is timed apart. With ``cprofile``, also the
+    top functions of the per-scene path (set-up excluded)."""
+    import cProfile
+    import io
+    import pstats
+
     from gqn.renderer.families import get_family
     from gqn.renderer.stream import RenderConfig
     from gqn.renderer.tiled import TiledRenderer
 
-    config = RenderConfig("shepard-matzler", {"parts": 5}, VIEWS, SIZE, 0)
-    family = get_family(config.family)(VIEWS, SIZE, parts=5)
-    renderer = TiledRenderer(SIZE, family.meshes(), family.projection(), family.background,
-                             max_tiles=config.chunk_scenes * VIEWS)
+    views = row.views
+    config = RenderConfig(row.command, row.params, views, SIZE, 0)
+    t0 = time.perf_counter()
+    fam = get_family(row.command)(views, SIZE, **row.params)
+    renderer = TiledRenderer(SIZE, fam.meshes(), fam.projection(), fam.background, fam.textures(),
+                             max_tiles=config.chunk_scenes * views)
+    setup = time.perf_counter() - t0
+    chunks = [range(start, start + config.chunk_scenes) for start in range(0, scenes, config.chunk_scenes)]
     sample = render = 0.0
-    for start in range(0, scenes, config.chunk_scenes):
+    for chunk in chunks:
         t0 = time.perf_counter()
-        specs = [family.scene(0, i) for i in range(start, start + config.chunk_scenes)]
+        specs = [fam.scene(0, i) for i in chunk]
         t1 = time.perf_counter()
         renderer.render(specs)
-        t2 = time.perf_counter()
-        sample, render = sample + t1 - t0, render + t2 - t1
+        sample, render = sample + t1 - t0, render + time.perf_counter() - t1
+    result = {"family": row.name, "scenes": scenes, "views": views, "chunk_scenes": config.chunk_scenes,
+              "setup_s": setup, "sample_s": sample, "render_s": render,
+              "in_process_frames_per_s": scenes * views / (sample + render)}
+    if cprofile:  # a second pass under the profiler (its overhead would distort the timings above)
+        profiler = cProfile.Profile()
+        profiler.runcall(lambda: [renderer.render([fam.scene(1, i) for i in chunk]) for chunk in chunks])
+        text = io.StringIO()
+        pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(12)
+        result["cprofile_top"] = text.getvalue()
     renderer.close()
-    total = sample + render
-    return {"scenes": scenes, "chunk_scenes": config.chunk_scenes, "sample_s": sample, "render_s": render,
-            "in_process_frames_per_s": scenes * VIEWS / total}
+    return result
+
+
+def print_profiles(profiles: list) -> None:
+    print(f"{'family':16} {'in-process frames/s':>19} {'set-up s':>8} {'sampling ms/scene':>17} "
+          f"{'render ms/scene':>15} {'sampling share':>14}")
+    for p in profiles:
+        print(f"{p['family']:16} {p['in_process_frames_per_s']:19.0f} {p['setup_s']:8.2f} "
+              f"{1e3 * p['sample_s'] / p['scenes']:17.2f} {1e3 * p['render_s'] / p['scenes']:15.2f} "
+              f"{p['sample_s'] / (p['sample_s'] + p['render_s']):14.0%}")
+    for p in profiles:
+        if "cprofile_top" in p:
+            print(f"\n--- {p['family']}: per-scene path, cProfile by own time ---\n{p['cprofile_top']}")
+
+
+def print_runs(runs: list, bare: float) -> None:
+    print(f"\n{'family':16} {'launcher':>13} {'scenes':>7} {'workers':>7} {'compression':>11} {'scenes/s':>9} "
+          f"{'frames/s':>9} {'x bare':>7} {'peak RSS MB':>11} {'disk MB':>8}")
+    for r in runs:
+        print(f"{r['family']:16} {r['launcher']:>13} {r['scenes']:7d} {r['workers']:7d} {r['compression']:>11} "
+              f"{r['scenes_per_s']:9.1f} {r['frames_per_s']:9.0f} {r['frames_per_s'] / bare:7.2f} "
+              f"{r['peak_rss_mb']:11.0f} {r['disk_mb']:8.1f}")
+
+
+def family_summary(runs: list, cores: int) -> dict:
+    """frames/s of each family at 1 worker and all cores, and as a fraction of Shepard-Matzler's."""
+    rate = {(r["family"], r["workers"]): r["frames_per_s"] for r in runs if r["compression"] == "none"
+            and not r["launcher"]}
+    summary = {}
+    print(f"\n{'family':16} {'frames/s, 1 worker':>18} {f'frames/s, {cores} workers':>19} {'vs SM (1 / all)':>16}")
+    for row in FAMILY_ROWS:
+        one, many = rate[row.name, 1], rate[row.name, cores]
+        summary[row.name] = {"frames_per_s_1": one, "frames_per_s_all": many,
+                             "vs_shepard_matzler_1": one / rate[SM.name, 1],
+                             "vs_shepard_matzler_all": many / rate[SM.name, cores]}
+        s = summary[row.name]
+        print(f"{row.name:16} {one:18.0f} {many:19.0f} "
+              f"{s['vs_shepard_matzler_1']:8.2f} / {s['vs_shepard_matzler_all']:.2f}")
+    return summary
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller runs (for a smoke test)")
+    parser.add_argument("--cprofile", action="store_true", help="print each family's per-scene cProfile")
     args = parser.parse_args()
     n = 400 if args.quick else 4000
     cores = os.cpu_count()
     results = {"machine": f"{platform.processor() or platform.machine()}, {cores} cores, Mesa llvmpipe (CPU)",
-               "size": SIZE, "views": VIEWS}
+               "size": SIZE, "views": {row.name: row.views for row in FAMILY_ROWS}}
     results["bare_pyrender_frames_per_s"] = bare = measure_bare(300 if args.quick else 1500)
-    print(f"bare pyrender loop: {bare:.0f} frames/s")
-    results["profile"] = prof = profile_worker(160 if args.quick else 640)
-    print(f"one worker in-process: {prof['in_process_frames_per_s']:.0f} frames/s "
-          f"(scene sampling {prof['sample_s']:.2f} s, render pass {prof['render_s']:.2f} s)")
+    print(f"bare pyrender loop (Shepard-Matzler-like, {VIEWS} views): {bare:.0f} frames/s\n")
+    results["profiles"] = [profile_worker(row, 160 if args.quick else 640, args.cprofile) for row in FAMILY_ROWS]
+    print_profiles(results["profiles"])
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         runs = []
-        for workers in sorted({1, cores}):
-            runs.append(run_render("shepard-matzler", ["--parts", "5"], n, workers, tmp / f"w{workers}"))
+        for row in FAMILY_ROWS:
+            for workers in sorted({1, cores}):
+                runs.append(run_render(row, n, workers, tmp / f"{row.name}-w{workers}"))
         for compression in ("lzf", "gzip-1", "gzip-4"):
-            runs.append(run_render("shepard-matzler", ["--parts", "5"], n, cores, tmp / compression,
-                                   compression))
+            runs.append(run_render(SM, n, cores, tmp / compression, compression))
         mpi = mpiexec_prefix(2)
         if mpi:
-            runs.append(run_render("shepard-matzler", ["--parts", "5"], n, 1, tmp / "mpi", launcher=mpi))
+            runs.append(run_render(SM, n, 1, tmp / "mpi", launcher=mpi))
         for scenes in ((200, 2000) if args.quick else (2000, 20000)):
-            runs.append(run_render("shepard-matzler", ["--parts", "5"], scenes, cores, tmp / f"s{scenes}",
-                                   "gzip-1"))
+            runs.append(run_render(SM, scenes, cores, tmp / f"s{scenes}", "gzip-1"))
     results["runs"] = runs
-    print(f"\n{'family':16} {'launcher':>13} {'scenes':>7} {'workers':>7} {'compression':>11} {'scenes/s':>9} {'frames/s':>9} "
-          f"{'x bare':>7} {'peak RSS MB':>11} {'disk MB':>8}")
-    for r in runs:
-        print(f"{r['family']:16} {r['launcher']:>13} {r['scenes']:7d} {r['workers']:7d} {r['compression']:>11} "
-              f"{r['scenes_per_s']:9.1f} {r['frames_per_s']:9.0f} {r['frames_per_s'] / bare:7.2f} "
-              f"{r['peak_rss_mb']:11.0f} {r['disk_mb']:8.1f}")
+    print_runs(runs, bare)
+    results["families"] = family_summary(runs, cores)
     one, many = runs[0], runs[1] if cores > 1 else runs[0]
     results["scaling"] = many["frames_per_s"] / one["frames_per_s"]
-    print(f"\n{cores} workers / 1 worker: {results['scaling']:.2f}x")
+    print(f"\nShepard-Matzler, {cores} workers / 1 worker: {results['scaling']:.2f}x")
+    for p in results["profiles"]:
+        p.pop("cprofile_top", None)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "render.json").write_text(json.dumps(results, indent=2))
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import re
 import sys
 
@@ -141,6 +142,58 @@ def render_shepard_matzler(parts, **opts):
 
 
 # ---- more scene families: rooms, mnist-dice (gqn.renderer.families) ----
+
+GRID_CELLS = 9  # objects stand on a 3x3 grid, at most one per cell
+
+
+def _check_objects(ctx, param, value):
+    if value[1] > GRID_CELLS:
+        raise click.BadParameter(f"{value[0]}-{value[1]}: at most {GRID_CELLS} objects (one per cell of "
+                                 "the 3x3 grid)")
+    return value
+
+
+@render.command("rooms")
+@click.option("--camera", type=click.Choice(["ring", "free"]), default="ring", show_default=True,
+              help="ring: on a circle at a fixed height looking at the room centre; free: anywhere in the "
+                   "room, random yaw and pitch. Stored as family rooms-ring / rooms-free.")
+@click.option("--objects", type=MinMax(), default="1-3", show_default=True, callback=_check_objects,
+              help="Objects per scene, drawn uniformly from MIN-MAX (at most 9).")
+@click.option("--object-rotation/--no-object-rotation", default=True, show_default=True,
+              help="Turn each object by a random yaw.")
+@render_options(default_views=DEFAULT_VIEWS["rooms"])
+def render_rooms(camera, objects, object_rotation, **opts):
+    """Objects (box, sphere, cylinder, capsule, icosahedron, cone) in a room with textured floor and walls.
+
+    Examples:
+
+      gqn render rooms --scenes 2M --out data/rooms-ring/train
+
+      gqn render rooms --camera free --no-object-rotation --scenes 2M --out data/rooms-free/train
+    """
+    _run_render("rooms", {"camera": camera, "objects": list(objects), "object_rotation": object_rotation},
+                **opts)
+
+
+@render.command("mnist-dice")
+@click.option("--digits", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="MNIST IDX images (train-images-idx3-ubyte, gzipped or not; labels read from the "
+                   "labels file next to it) or a .npz with x_train [default: scikit-learn's bundled 8x8 "
+                   "digits].")
+@render_options(default_views=DEFAULT_VIEWS["mnist-dice"])
+def render_mnist_dice(digits, **opts):
+    """A die with six different handwritten digits on its faces, in a room, seen by a ring camera.
+
+    Each face's digit class is stored in the dataset `labels` (n, 6), faces in the order +x, -x, +y, -y,
+    +z, -z of the die's own frame.
+
+    Example: gqn render mnist-dice --digits mnist/train-images-idx3-ubyte.gz --out data/dice/train
+    """
+    from gqn.renderer.digits import DigitBank
+
+    path = os.path.abspath(digits) if digits else None
+    DigitBank.from_path(path)  # a bad digit file fails here, in one line, before anything is written
+    _run_render("mnist-dice", {"digits": path}, **opts)
 
 
 # ---- DeepMind datasets: convert / export (gqn.converters) ----

@@ -72,3 +72,26 @@ def mpiexec() -> list[str] | None:
 
 
 MPI_ENV = {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}  # CI runs as root
+
+
+def family_renderer(family, size: int, max_tiles: int = 64):
+    """A TiledRenderer with ``family``'s meshes, textures and background, without anti-aliasing (so flat
+    surfaces render as exact colours)."""
+    from gqn.renderer.tiled import TiledRenderer
+
+    return TiledRenderer(size, family.meshes(), family.projection(), family.background, family.textures(),
+                         samples=0, max_tiles=max_tiles)
+
+
+def unlit(spec, cameras=None):
+    """``spec`` with ambient light only, so every pixel shows its surface's colour times its texture, seen
+    from ``cameras`` (raw poses) if given."""
+    from dataclasses import replace
+
+    return replace(spec, ambient=1.0, light_color=(0.0, 0.0, 0.0),
+                   cameras=spec.cameras if cameras is None else np.asarray(cameras, float))
+
+
+def color_of(rgb) -> np.ndarray:
+    """The uint8 pixel a float colour renders as."""
+    return np.round(np.asarray(rgb, float) * 255).astype(np.uint8)

@@ -1,6 +1,7 @@
 """`gqn render` as a job: determinism, parts, resume after SIGKILL, refusals and one-line CLI errors.
 
-Every scene family runs the same checks: add a family with small arguments to FAMILIES.
+Every scene family runs the same checks: add a family with small arguments to FAMILIES (stored family
+name -> the `gqn render` arguments that produce it).
 """
 import signal
 
@@ -11,12 +12,15 @@ from gqn.shards import Dataset
 from tests.helpers import assert_one_line_error, gqn, has_complete_and_tmp, shard_files, signal_when
 
 FAMILIES = {
-    "shepard-matzler": ["--parts", "5"],
+    "shepard-matzler": ["shepard-matzler", "--parts", "5"],
+    "rooms-ring": ["rooms", "--camera", "ring"],
+    "rooms-free": ["rooms", "--camera", "free", "--objects", "2-4", "--no-object-rotation"],
+    "mnist-dice": ["mnist-dice"],
 }
 
 
 def render_args(family, out, *extra, scenes=10, per_shard=4, size=16, views=3):
-    return ["render", family, *FAMILIES[family], "--scenes", scenes, "--scenes-per-shard", per_shard,
+    return ["render", *FAMILIES[family], "--scenes", scenes, "--scenes-per-shard", per_shard,
             "--size", size, "--views", views, "--seed", 3, "--out", out, "--no-progress", *extra]
 
 
@@ -61,24 +65,25 @@ def test_mpi_environment_selects_the_part(reference, tmp_path):
     assert shard_files(tmp_path / "mpi")["000002.h5"] == shard_files(ref)["000002.h5"]
 
 
-def test_resume_after_sigkill_is_byte_identical(tmp_path):
-    family = sorted(FAMILIES)[0]
-    args = render_args(family, tmp_path / "killed", "--workers", 1, scenes=60, per_shard=4, size=32, views=4)
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_resume_after_sigkill_is_byte_identical(tmp_path, family):
+    # shards are written in bursts, one per rendered chunk of 32 scenes: six bursts to catch one in
+    size = dict(scenes=192, per_shard=4, size=32, views=4)
+    args = render_args(family, tmp_path / "killed", "--workers", 1, **size)
     signal_when(args, tmp_path / "killed", has_complete_and_tmp)
     partial = shard_files(tmp_path / "killed")
     assert any(name.endswith(".tmp") for name in partial)
     gqn(*args, check=True)
-    gqn(*render_args(family, tmp_path / "whole", "--workers", 2, scenes=60, per_shard=4, size=32, views=4),
-        check=True)
+    gqn(*render_args(family, tmp_path / "whole", "--workers", 2, **size), check=True)
     resumed = shard_files(tmp_path / "killed")
-    assert resumed == shard_files(tmp_path / "whole") and len(resumed) == 15
+    assert resumed == shard_files(tmp_path / "whole") and len(resumed) == 48
     for name, data in partial.items():  # shards finished before the kill were kept, not redone
         if not name.endswith(".tmp"):
             assert resumed[name] == data
 
 
 def test_ctrl_c_stops_cleanly(tmp_path):
-    args = render_args(sorted(FAMILIES)[0], tmp_path / "c", "--workers", 2, scenes=2000, per_shard=8, size=32)
+    args = render_args("shepard-matzler", tmp_path / "c", "--workers", 2, scenes=2000, per_shard=8, size=32)
     result = signal_when(args, tmp_path / "c", has_complete_and_tmp, sig=signal.SIGINT)
     assert result.returncode == 130
     assert result.stderr.strip().splitlines()[-1] == (

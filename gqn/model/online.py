@@ -104,7 +104,7 @@ class RenderedBatches:
     def _prepare_save(self, train_from: int) -> int:
         """Make the save directory ready; returns the first scene it still needs."""
         directory = Path(self.save.directory)
-        done = prepare_output(directory, self.config.family, self._params())
+        done = prepare_output(directory, self.config.stored_family, self._params())
         for path in list_shards(directory):  # a previous run's last, partial shard is redone
             if read_attrs(path)["_shapes"]["images"][0] < self.save.scenes_per_shard:
                 path.unlink()
@@ -114,6 +114,6 @@ class RenderedBatches:
 
     def _saver(self) -> ShardSequence:
         return ShardSequence(self.save.directory, self.save.scenes_per_shard, None, self.views, self.height,
-                             family=self.config.family, params=self._params(),
+                             family=self.config.stored_family, params=self._params(),
                              compression=self.save.compression, seed=self.config.seed)
 

@@ -55,7 +55,7 @@ def render_dataset(family: str, family_params: dict, *, scenes: int, views: int,
     total_shards = math.ceil(scenes / scenes_per_shard)
     mine = part_shards(total_shards, part)
     params = dataset_params(config, scenes, scenes_per_shard, compression)
-    done = prepare_output(out, family, params, mine)
+    done = prepare_output(out, config.stored_family, params, mine)
     todo = [k for k in mine if k not in done]
     started = time.perf_counter()
     rendered = _render_shards(config, todo, scenes, scenes_per_shard, out, params, compression,
@@ -86,8 +86,9 @@ def _render_shards(config: RenderConfig, todo: list[int], scenes: int, scenes_pe
                desc=f"{config.family} part {part[0]}/{part[1]}" if part[1] > 1 else config.family)
     ranges = (r for k in todo for r in split(k * scenes_per_shard, k * scenes_per_shard + count(k),
                                               config.chunk_scenes))
-    sequence = ShardSequence(out, scenes_per_shard, scenes, config.views, config.size, family=config.family,
-                             params=params, compression=compression, seed=config.seed)
+    sequence = ShardSequence(out, scenes_per_shard, scenes, config.views, config.size,
+                             family=config.stored_family, params=params, compression=compression,
+                             seed=config.seed)
     with bar, SceneStream(config, workers, encode=compression) as stream, _deferred_ctrl_c() as stop, sequence:
         for chunk in stream.render(ranges):
             if stop.is_set():

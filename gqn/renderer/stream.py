@@ -17,6 +17,7 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from gqn.errors import GqnError
+from gqn.renderer.families import stored_family
 from gqn.shards import encode_images
 
 PIXEL_BUDGET = 1 << 21  # pixels per render pass: bounds framebuffer memory (64 px: 512 tiles)
@@ -41,6 +42,11 @@ class RenderConfig:
     size: int
     seed: int
     anti_aliasing: bool = True
+
+    @property
+    def stored_family(self) -> str:
+        """The ``family`` attribute of shards holding these scenes (e.g. ``rooms-free``)."""
+        return stored_family(self.family, self.params)
 
     @property
     def chunk_scenes(self) -> int:

@@ -6,6 +6,8 @@ import importlib
 # family name -> "module:class"; modules are imported on demand so the CLI starts fast.
 FAMILIES = {
     "shepard-matzler": "gqn.renderer.families.shepard_matzler:ShepardMatzler",
+    "rooms": "gqn.renderer.families.rooms:Rooms",
+    "mnist-dice": "gqn.renderer.families.mnist_dice:MnistDice",
 }
 
 # views per scene when none are asked for (the GQN datasets' counts)
@@ -16,3 +18,11 @@ def get_family(name: str):
     """The family class registered under ``name``."""
     module, cls = FAMILIES[name].split(":")
     return getattr(importlib.import_module(module), cls)
+
+
+def stored_family(name: str, params: dict) -> str:
+    """The ``family`` attribute of the shards a family writes: its name, except that rooms are stored by
+    camera as ``rooms-ring`` / ``rooms-free`` (SPEC section 2). Needs no family module."""
+    if name == "rooms":
+        return f"rooms-{params.get('camera', 'ring')}"
+    return name
