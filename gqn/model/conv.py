@@ -1,0 +1,145 @@
+"""2-D convolution whose CPU path is one column copy and one BLAS GEMM per product.
+
+Chainer 7.8.1's CPU convolution builds its columns as (N, C, kh, kw, oh, ow), multiplies them with
+``numpy.tensordot`` (which first copies them into a transposed layout), builds them again for the weight
+gradient and computes the input gradient through a generic deconvolution. At the GQN's sizes those copies
+cost as much as the arithmetic, and for the tower, which sees every context view of the batch at once, the
+columns reach gigabytes. Here the columns are laid out (C*kh*kw, n*oh*ow), so that the output, the weight
+gradient and the input gradient are each a single GEMM on C-contiguous (or transposed C-contiguous) float32
+operands, and they are built for a few samples at a time (``COLUMN_BUDGET``) so that they stay small and
+cache-warm. Same mathematics; on a GPU, Chainer's own convolution (cuDNN) is used unchanged.
+"""
+from __future__ import annotations
+
+import chainer
+import chainer.functions as F
+import chainer.links as L
+import numpy as np
+from chainer import backend
+from numpy.lib.stride_tricks import as_strided
+
+COLUMN_BUDGET = 1 << 21   # column elements per chunk of samples (8 MB of float32: malloc reuses it, no mmap)
+
+
+def convolution_2d(x, W, b=None, stride=1, pad=0):
+    """``chainer.functions.convolution_2d(x, W, b, stride, pad)``, faster on the CPU."""
+    if backend.get_array_module(x) is not np:
+        return F.convolution_2d(x, W, b, stride, pad)
+    inputs = (x, W) if b is None else (x, W, b)
+    return Convolution2DFunction(_pair(stride), _pair(pad)).apply(inputs)[0]
+
+
+class Convolution2D(L.Convolution2D):
+    """``chainer.links.Convolution2D`` (same parameters, initialisation and snapshots) computed with
+    ``convolution_2d``; dilation and groups are not supported."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.dilate != (1, 1) or self.groups != 1:
+            raise ValueError("gqn.model.conv.Convolution2D supports neither dilation nor groups")
+
+    def forward(self, x):
+        return convolution_2d(x, self.W, self.b, self.stride, self.pad)
+
+
+class Convolution2DFunction(chainer.FunctionNode):
+    """y = W * x (+ b) on NumPy arrays: x (N, C, H, W), W (O, C, kh, kw), b (O,)."""
+
+    def __init__(self, stride: tuple[int, int], pad: tuple[int, int]):
+        self.stride, self.pad = stride, pad
+
+    def forward_cpu(self, inputs):
+        x, W = inputs[:2]
+        self.retain_inputs((0, 1))
+        geometry = Geometry(x.shape, W.shape, self.stride, self.pad)
+        weights = W.reshape(len(W), -1)
+        y = _join([geometry.from_rows(weights @ geometry.im2col(x[part])) for part in geometry.chunks()])
+        if len(inputs) == 3:
+            y += inputs[2][:, None, None]
+        return y,
+
+    def backward(self, indexes, grad_outputs):
+        x, W = self.get_retained_inputs()
+        return Convolution2DGrad(self.stride, self.pad, indexes).apply((x, W, grad_outputs[0]))
+
+
+class Convolution2DGrad(chainer.FunctionNode):
+    """The gradients of a ``Convolution2DFunction`` from x, W and gy: those in ``indexes`` (0 x, 1 W, 2 b, in
+    increasing order, as Chainer asks for them). Not differentiable itself."""
+
+    def __init__(self, stride, pad, indexes):
+        self.stride, self.pad, self.indexes = stride, pad, tuple(indexes)
+
+    def forward_cpu(self, inputs):
+        x, W, gy = inputs
+        geometry = Geometry(x.shape, W.shape, self.stride, self.pad)
+        weights = W.reshape(len(W), -1)
+        gx, gW = [], None
+        for part in geometry.chunks():
+            gy_rows = geometry.to_rows(gy[part])
+            if 0 in self.indexes:
+                gx.append(geometry.col2im(weights.T @ gy_rows))
+            if 1 in self.indexes:
+                part_gW = gy_rows @ geometry.im2col(x[part]).T
+                gW = part_gW if gW is None else np.add(gW, part_gW, out=gW)
+        grads = {0: lambda: _join(gx), 1: lambda: gW.reshape(W.shape), 2: lambda: gy.sum(axis=(0, 2, 3))}
+        return tuple(grads[i]() for i in self.indexes)
+
+    def backward(self, indexes, grad_outputs):
+        raise NotImplementedError("double backpropagation through gqn.model.conv is not supported")
+
+
+class Geometry:
+    """Shapes of one convolution and the column transforms between its arrays and its GEMM operands."""
+
+    def __init__(self, x_shape, w_shape, stride, pad):
+        self.n, self.c, self.h, self.w = x_shape
+        self.o, _, self.kh, self.kw = w_shape
+        (self.sy, self.sx), (self.py, self.px) = stride, pad
+        self.oh = (self.h + 2 * self.py - self.kh) // self.sy + 1
+        self.ow = (self.w + 2 * self.px - self.kw) // self.sx + 1
+
+    def chunks(self) -> list[slice]:
+        """Slices of the samples whose columns fit ``COLUMN_BUDGET`` (at least one sample each)."""
+        step = max(1, COLUMN_BUDGET // (self.c * self.kh * self.kw * self.oh * self.ow))
+        return [slice(i, min(i + step, self.n)) for i in range(0, self.n, step)]
+
+    def im2col(self, x: np.ndarray) -> np.ndarray:
+        """Columns (C*kh*kw, n*oh*ow) of x (n, C, H, W): row (c, i, j), column (m, y, x) holds
+        x[m, c, y*sy + i - py, x*sx + j - px], 0 outside x."""
+        n = len(x)
+        if self.py or self.px:
+            padded = np.zeros((n, self.c, self.h + 2 * self.py, self.w + 2 * self.px), x.dtype)
+            padded[:, :, self.py:self.py + self.h, self.px:self.px + self.w] = x
+            x = padded
+        bn, bc, bh, bw = x.strides
+        windows = as_strided(x, (self.c, self.kh, self.kw, n, self.oh, self.ow),
+                             (bc, bh, bw, bn, bh * self.sy, bw * self.sx), writeable=False)
+        return np.ascontiguousarray(windows).reshape(self.c * self.kh * self.kw, n * self.oh * self.ow)
+
+    def col2im(self, columns: np.ndarray) -> np.ndarray:
+        """The adjoint of ``im2col``: (n, C, H, W), each column entry summed onto the pixel it came from."""
+        n = columns.shape[1] // (self.oh * self.ow)
+        columns = columns.reshape(self.c, self.kh, self.kw, n, self.oh, self.ow)
+        padded = np.zeros((self.c, n, self.h + 2 * self.py, self.w + 2 * self.px), columns.dtype)
+        for i in range(self.kh):
+            for j in range(self.kw):
+                padded[:, :, i:i + self.sy * self.oh:self.sy, j:j + self.sx * self.ow:self.sx] += columns[:, i, j]
+        inside = padded[:, :, self.py:self.py + self.h, self.px:self.px + self.w]
+        return np.ascontiguousarray(inside.transpose(1, 0, 2, 3))
+
+    def to_rows(self, y: np.ndarray) -> np.ndarray:
+        """(n, O, oh, ow) -> (O, n*oh*ow), the layout of the GEMM products."""
+        return np.ascontiguousarray(y.transpose(1, 0, 2, 3)).reshape(self.o, -1)
+
+    def from_rows(self, rows: np.ndarray) -> np.ndarray:
+        """(O, n*oh*ow) -> (n, O, oh, ow)."""
+        return np.ascontiguousarray(rows.reshape(self.o, -1, self.oh, self.ow).transpose(1, 0, 2, 3))
+
+
+def _join(parts: list[np.ndarray]) -> np.ndarray:
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+
+def _pair(value) -> tuple[int, int]:
+    return tuple(value) if isinstance(value, (tuple, list)) else (value, value)
