@@ -53,7 +53,9 @@ class Convolution2DFunction(chainer.FunctionNode):
         self.retain_inputs((0, 1))
         geometry = Geometry(x.shape, W.shape, self.stride, self.pad)
         weights = W.reshape(len(W), -1)
-        y = _join([geometry.from_rows(weights @ geometry.im2col(x[part])) for part in geometry.chunks()])
+        y = np.empty((len(x), len(W), geometry.oh, geometry.ow), x.dtype)
+        for part in geometry.chunks():
+            geometry.from_rows(weights @ geometry.im2col(x[part]), out=y[part])
         if len(inputs) == 3:
             y += inputs[2][:, None, None]
         return y,
@@ -74,15 +76,16 @@ class Convolution2DGrad(chainer.FunctionNode):
         x, W, gy = inputs
         geometry = Geometry(x.shape, W.shape, self.stride, self.pad)
         weights = W.reshape(len(W), -1)
-        gx, gW = [], None
+        gx = np.empty_like(x) if 0 in self.indexes else None
+        gW = None
         for part in geometry.chunks():
             gy_rows = geometry.to_rows(gy[part])
             if 0 in self.indexes:
-                gx.append(geometry.col2im(weights.T @ gy_rows))
+                geometry.col2im(weights.T @ gy_rows, out=gx[part])
             if 1 in self.indexes:
                 part_gW = gy_rows @ geometry.im2col(x[part]).T
                 gW = part_gW if gW is None else np.add(gW, part_gW, out=gW)
-        grads = {0: lambda: _join(gx), 1: lambda: gW.reshape(W.shape), 2: lambda: gy.sum(axis=(0, 2, 3))}
+        grads = {0: lambda: gx, 1: lambda: gW.reshape(W.shape), 2: lambda: gy.sum(axis=(0, 2, 3))}
         return tuple(grads[i]() for i in self.indexes)
 
     def backward(self, indexes, grad_outputs):
@@ -117,28 +120,23 @@ class Geometry:
                              (bc, bh, bw, bn, bh * self.sy, bw * self.sx), writeable=False)
         return np.ascontiguousarray(windows).reshape(self.c * self.kh * self.kw, n * self.oh * self.ow)
 
-    def col2im(self, columns: np.ndarray) -> np.ndarray:
-        """The adjoint of ``im2col``: (n, C, H, W), each column entry summed onto the pixel it came from."""
+    def col2im(self, columns: np.ndarray, out: np.ndarray) -> None:
+        """The adjoint of ``im2col`` into ``out`` (n, C, H, W): each column entry summed onto its pixel."""
         n = columns.shape[1] // (self.oh * self.ow)
         columns = columns.reshape(self.c, self.kh, self.kw, n, self.oh, self.ow)
         padded = np.zeros((self.c, n, self.h + 2 * self.py, self.w + 2 * self.px), columns.dtype)
         for i in range(self.kh):
             for j in range(self.kw):
                 padded[:, :, i:i + self.sy * self.oh:self.sy, j:j + self.sx * self.ow:self.sx] += columns[:, i, j]
-        inside = padded[:, :, self.py:self.py + self.h, self.px:self.px + self.w]
-        return np.ascontiguousarray(inside.transpose(1, 0, 2, 3))
+        np.copyto(out, padded[:, :, self.py:self.py + self.h, self.px:self.px + self.w].transpose(1, 0, 2, 3))
 
     def to_rows(self, y: np.ndarray) -> np.ndarray:
         """(n, O, oh, ow) -> (O, n*oh*ow), the layout of the GEMM products."""
         return np.ascontiguousarray(y.transpose(1, 0, 2, 3)).reshape(self.o, -1)
 
-    def from_rows(self, rows: np.ndarray) -> np.ndarray:
-        """(O, n*oh*ow) -> (n, O, oh, ow)."""
-        return np.ascontiguousarray(rows.reshape(self.o, -1, self.oh, self.ow).transpose(1, 0, 2, 3))
-
-
-def _join(parts: list[np.ndarray]) -> np.ndarray:
-    return parts[0] if len(parts) == 1 else np.concatenate(parts)
+    def from_rows(self, rows: np.ndarray, out: np.ndarray) -> None:
+        """(O, n*oh*ow) -> ``out`` (n, O, oh, ow)."""
+        np.copyto(out, rows.reshape(self.o, -1, self.oh, self.ow).transpose(1, 0, 2, 3))
 
 
 def _pair(value) -> tuple[int, int]:
