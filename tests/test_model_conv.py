@@ -11,7 +11,8 @@ from gqn.model.conv import Convolution2D, convolution_2d
 rng = np.random.default_rng(0)
 
 # (N, C, H, W, O, kernel, stride, pad): the tower's 2x2/2, 3x3 and 1x1 convolutions, the cores' 5x5
-# convolutions, and an uneven geometry (rectangular, rows and columns the stride leaves out)
+# convolutions, and an uneven geometry (rectangular, rows and columns the stride leaves out). The input gradient
+# takes both paths: col2im (O >= C or stride > 1) and the flipped-kernel convolution (stride 1, O < C).
 GEOMETRIES = [(2, 3, 8, 8, 4, 2, 2, 0), (2, 5, 6, 6, 4, 3, 1, 1), (3, 4, 4, 4, 6, 1, 1, 0),
               (2, 6, 5, 5, 8, 5, 1, 2), (1, 6, 4, 4, 2, 5, 1, 2), (2, 3, 7, 9, 5, (3, 2), (2, 3), (1, 0))]
 

@@ -51,11 +51,7 @@ class Convolution2DFunction(chainer.FunctionNode):
     def forward_cpu(self, inputs):
         x, W = inputs[:2]
         self.retain_inputs((0, 1))
-        geometry = Geometry(x.shape, W.shape, self.stride, self.pad)
-        weights = W.reshape(len(W), -1)
-        y = np.empty((len(x), len(W), geometry.oh, geometry.ow), x.dtype)
-        for part in geometry.chunks():
-            geometry.from_rows(weights @ geometry.im2col(x[part]), out=y[part])
+        y = convolve(x, W, self.stride, self.pad)
         if len(inputs) == 3:
             y += inputs[2][:, None, None]
         return y,
@@ -75,21 +71,46 @@ class Convolution2DGrad(chainer.FunctionNode):
     def forward_cpu(self, inputs):
         x, W, gy = inputs
         geometry = Geometry(x.shape, W.shape, self.stride, self.pad)
-        weights = W.reshape(len(W), -1)
-        gx = np.empty_like(x) if 0 in self.indexes else None
-        gW = None
-        for part in geometry.chunks():
-            gy_rows = geometry.to_rows(gy[part])
-            if 0 in self.indexes:
-                geometry.col2im(weights.T @ gy_rows, out=gx[part])
-            if 1 in self.indexes:
-                part_gW = gy_rows @ geometry.im2col(x[part]).T
-                gW = part_gW if gW is None else np.add(gW, part_gW, out=gW)
-        grads = {0: lambda: gx, 1: lambda: gW.reshape(W.shape), 2: lambda: gy.sum(axis=(0, 2, 3))}
+        grads = {0: lambda: input_gradient(geometry, W, gy), 1: lambda: weight_gradient(geometry, x, gy),
+                 2: lambda: gy.sum(axis=(0, 2, 3))}
         return tuple(grads[i]() for i in self.indexes)
 
     def backward(self, indexes, grad_outputs):
         raise NotImplementedError("double backpropagation through gqn.model.conv is not supported")
+
+
+def convolve(x: np.ndarray, W: np.ndarray, stride, pad) -> np.ndarray:
+    """W * x without bias: one GEMM per chunk of samples."""
+    geometry = Geometry(x.shape, W.shape, stride, pad)
+    weights = W.reshape(len(W), -1)
+    y = np.empty((len(x), len(W), geometry.oh, geometry.ow), x.dtype)
+    for part in geometry.chunks():
+        geometry.from_rows(weights @ geometry.im2col(x[part]), out=y[part])
+    return y
+
+
+def input_gradient(geometry: Geometry, W: np.ndarray, gy: np.ndarray) -> np.ndarray:
+    """gx from gy: W^T gy summed back by ``col2im``; or, for a stride-1 convolution with fewer outputs than
+    inputs, the equal convolution of gy with the flipped, transposed kernel, which unfolds fewer channels."""
+    o, c, kh, kw = W.shape
+    py, px = geometry.pad
+    if geometry.stride == (1, 1) and o < c and py < kh and px < kw:
+        flipped = np.ascontiguousarray(W[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
+        return convolve(gy, flipped, (1, 1), (kh - 1 - py, kw - 1 - px))
+    weights = W.reshape(o, -1)
+    gx = np.empty((geometry.n, c, geometry.h, geometry.w), gy.dtype)
+    for part in geometry.chunks():
+        geometry.col2im(weights.T @ geometry.to_rows(gy[part]), out=gx[part])
+    return gx
+
+
+def weight_gradient(geometry: Geometry, x: np.ndarray, gy: np.ndarray) -> np.ndarray:
+    """gW = gy x^T, summed over the chunks of samples."""
+    gW = None
+    for part in geometry.chunks():
+        part_gW = geometry.to_rows(gy[part]) @ geometry.im2col(x[part]).T
+        gW = part_gW if gW is None else np.add(gW, part_gW, out=gW)
+    return gW.reshape(geometry.o, geometry.c, geometry.kh, geometry.kw)
 
 
 class Geometry:
@@ -98,6 +119,7 @@ class Geometry:
     def __init__(self, x_shape, w_shape, stride, pad):
         self.n, self.c, self.h, self.w = x_shape
         self.o, _, self.kh, self.kw = w_shape
+        self.stride, self.pad = stride, pad
         (self.sy, self.sx), (self.py, self.px) = stride, pad
         self.oh = (self.h + 2 * self.py - self.kh) // self.sy + 1
         self.ow = (self.w + 2 * self.px - self.kw) // self.sx + 1

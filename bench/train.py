@@ -1,0 +1,220 @@
+"""Training seconds per iteration and peak memory of the SPEC model at 64 px, next to the loader's rate.
+
+Rows, each measured in a process of its own (so that its peak RSS is its own), one warm-up iteration and then
+--iterations timed ones of ``gqn.model.train.train_step`` on a batch of --context context views per scene:
+
+* ``fused``: the shipped model (fused ConvLSTM cores with the static inputs convolved once per pass,
+  ``gqn.model.conv`` on the CPU) at batch 1 and 8;
+* ``per-gate``: the same model with a straightforward ConvLSTM, defined here only: four convolutions, one per
+  gate, of the concatenated inputs at every step (with the same ``gqn.model.conv`` convolution);
+* ``chainer-conv`` (not with --quick): the shipped cores with Chainer's own CPU convolution everywhere,
+  the model as it was before ``gqn.model.conv``;
+* with --gpu ID (CuPy present): the shipped model on that GPU.
+
+The rows are interleaved over --rounds rounds so that load from other jobs hits them alike; the table shows
+the best and the median timed iteration. The loader row times ``ShardBatches.batch`` (what one loader worker
+does) on a synthetic 15-view, 64 px shard dataset (gzip-1, like rendered data) at the same batch sizes.
+
+Usage: .venv/bin/python bench/train.py [--quick] [--gpu ID] [--rounds N]    writes bench/results/train.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import chainer
+import chainer.functions as F
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+sys.path.insert(0, str(ROOT))
+
+from gqn.model import conv  # noqa: E402
+from gqn.model.config import ModelConfig, TrainConfig  # noqa: E402
+from gqn.model.cores import KERNEL, ConvLSTM  # noqa: E402
+from gqn.model.device import get_device  # noqa: E402
+from gqn.model.gqn import build_model  # noqa: E402
+from gqn.model.loader import Batch, ShardBatches  # noqa: E402
+from gqn.model.train import make_optimizer, train_step  # noqa: E402
+from gqn.shards import Dataset  # noqa: E402
+from tests.model_data import write_dataset  # noqa: E402
+
+SIZE, VIEWS = 64, 15
+REFERENCE = {"implementation": "chainer-gqn (public), h=128, L=12, 64 px, CPU, batch 1, same machine",
+             "seconds_per_iteration": 6.1, "peak_rss_gb": 2.97}
+
+
+class PerGateConvLSTM(chainer.Chain):
+    """The ConvLSTM written plainly: at every step, one convolution per gate of all inputs concatenated.
+
+    Same interface and mathematics as ``gqn.model.cores.ConvLSTM`` (gate k of this one is channels k::4 of
+    the fused gates), without its fusion and without convolving the static inputs once per pass.
+    """
+
+    def __init__(self, static_channels: int, recurrent_channels: int, hidden: int):
+        super().__init__()
+        with self.init_scope():
+            self.gates = chainer.ChainList(*(
+                conv.Convolution2D(static_channels + recurrent_channels, hidden, KERNEL, pad=KERNEL // 2)
+                for _ in range(4)))
+
+    def precompute(self, static):
+        return static
+
+    def forward(self, static, recurrent, c):
+        x = F.concat((static,) + tuple(recurrent), axis=1)
+        a, i, f, o = (conv(x) for conv in self.gates)
+        c = F.sigmoid(f) * c + F.sigmoid(i) * F.tanh(a)
+        return F.sigmoid(o) * F.tanh(c), c
+
+
+def check_same_cores() -> None:
+    """The per-gate ConvLSTM given the fused one's weights computes the same step (or the bench is void)."""
+    rng = np.random.default_rng(0)
+    fused, plain = ConvLSTM(5, 4, 3), PerGateConvLSTM(5, 4, 3)
+    weights = np.concatenate([fused.static.W.array, fused.recurrent.W.array], axis=1)
+    for k, gate in enumerate(plain.gates):
+        gate.W.array[...], gate.b.array[...] = weights[k::4], fused.static.b.array[k::4]
+    static, rec, c = (rng.standard_normal((2, n, 6, 6)).astype(np.float32) for n in (5, 4, 3))
+    for a, b in zip(fused(fused.precompute(static), (rec,), c), plain(plain.precompute(static), (rec,), c)):
+        np.testing.assert_allclose(a.array, b.array, rtol=1e-4, atol=1e-5)
+
+
+def synthetic_batch(batch: int, context: int) -> Batch:
+    rng = np.random.default_rng(0)
+    return Batch(rng.integers(0, 256, (batch, context, SIZE, SIZE, 3), dtype=np.uint8),
+                 rng.standard_normal((batch, context, 7), dtype=np.float32),
+                 rng.integers(0, 256, (batch, SIZE, SIZE, 3), dtype=np.uint8),
+                 rng.standard_normal((batch, 7), dtype=np.float32))
+
+
+def measure_training(row: dict) -> dict:
+    """Run in a worker process: time ``row["iterations"]`` training steps after one warm-up step."""
+    if row["cores"] == "chainer-conv":
+        conv.convolution_2d = lambda x, W, b=None, stride=1, pad=0: F.convolution_2d(x, W, b, stride, pad)
+    device = get_device(row["gpu"])
+    config = TrainConfig(batch_size=row["batch"])
+    lstm = PerGateConvLSTM if row["cores"] == "per-gate" else ConvLSTM
+    model = build_model(ModelConfig(SIZE, SIZE), config.seed, lstm)
+    model.to_device(device)
+    optimizer = make_optimizer(model, config)
+    batch = synthetic_batch(row["batch"], row["context"])
+    seconds = []
+    for iteration in range(row["iterations"] + 1):
+        start = time.perf_counter()
+        train_step(model, optimizer, batch, config, iteration, device)
+        if row["gpu"] is not None:
+            device.device.synchronize()
+        seconds.append(time.perf_counter() - start)
+    result = {"seconds": seconds[1:], "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
+    if row["gpu"] is not None:
+        import cupy
+
+        result["gpu_pool_gb"] = cupy.get_default_memory_pool().total_bytes() / 2**30
+    return result
+
+
+def run_row(row: dict) -> dict:
+    """``measure_training`` in a fresh Python process."""
+    out = subprocess.run([sys.executable, __file__, "--row", json.dumps(row)], check=True, capture_output=True,
+                         text=True).stdout
+    return json.loads(out.splitlines()[-1])
+
+
+def measure_loader(directory: Path, batch: int, context: int, seconds: float = 2.0) -> float:
+    """Batches per second that ``ShardBatches.batch`` makes in this one process."""
+    source = ShardBatches(Dataset(directory), batch, (context, context), seed=0)
+    source.batch(0)
+    count, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds or count < 3:
+        count += 1
+        source.batch(count)
+    return count / (time.perf_counter() - start)
+
+
+def rows_for(args) -> list[dict]:
+    cores = ["fused", "per-gate"] + ([] if args.quick else ["chainer-conv"])
+    rows = [{"device": "cpu", "gpu": None, "cores": c, "batch": b} for b in args.batch for c in cores]
+    if args.gpu is not None:
+        rows += [{"device": f"gpu {args.gpu}", "gpu": args.gpu, "cores": "fused", "batch": b} for b in args.batch]
+    return [{**row, "context": args.context, "iterations": args.iterations} for row in rows]
+
+
+def summarise(row: dict, runs: list[dict]) -> dict:
+    seconds = [s for run in runs for s in run["seconds"]]
+    summary = {**row, "best_s": min(seconds), "median_s": statistics.median(seconds), "seconds": seconds,
+               "peak_rss_gb": max(run["peak_rss_gb"] for run in runs)}
+    if "gpu_pool_gb" in runs[0]:
+        summary["gpu_pool_gb"] = max(run["gpu_pool_gb"] for run in runs)
+    return summary
+
+
+def machine() -> str:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    return f"{platform.machine()}, {cpu}, {os.cpu_count()} cores, numpy {np.__version__}, Chainer {chainer.__version__}"
+
+
+def print_table(results: dict) -> None:
+    print(f"{'device':8} {'cores':13} {'batch':>5} {'best s/it':>10} {'median s/it':>12} {'peak RSS GB':>12}")
+    for r in results["training"]:
+        print(f"{r['device']:8} {r['cores']:13} {r['batch']:5d} {r['best_s']:10.2f} {r['median_s']:12.2f} "
+              f"{r['peak_rss_gb']:12.2f}" + (f"  (GPU pool {r['gpu_pool_gb']:.2f} GB)" if "gpu_pool_gb" in r else ""))
+    for batch, s in results["fused_vs_per_gate"].items():
+        print(f"fused cores vs per-gate cores, batch {batch}: {s:.2f}x faster (median)")
+    for r in results["loader"]:
+        print(f"loader batch {r['batch']}: {r['batches_per_s']:.1f} batches/s in one process, "
+              f"{r['ratio_to_training']:.0f}x the CPU training rate")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="batch 1 only, 1 timed iteration, no chainer-conv row")
+    parser.add_argument("--gpu", type=int, default=None, help="also measure on this GPU (needs CuPy)")
+    parser.add_argument("--batch", type=int, nargs="+", default=None, help="batch sizes (default: 1 8)")
+    parser.add_argument("--context", type=int, default=VIEWS - 1,
+                        help="context views per scene (default 14: every view of a 15-view scene but the query)")
+    parser.add_argument("--iterations", type=int, default=None, help="timed iterations per row (default 3)")
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--row", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.row:
+        print(json.dumps(measure_training(json.loads(args.row))))
+        return
+    args.batch = args.batch or ([1] if args.quick else [1, 8])
+    args.iterations = args.iterations or (1 if args.quick else 3)
+    check_same_cores()
+    rows = rows_for(args)
+    runs = [[] for _ in rows]
+    for _ in range(args.rounds):
+        for row, row_runs in zip(rows, runs):
+            row_runs.append(run_row(row))
+    training = [summarise(row, row_runs) for row, row_runs in zip(rows, runs)]
+    cpu = {(r["cores"], r["batch"]): r for r in training if r["gpu"] is None}
+    with tempfile.TemporaryDirectory() as tmp:
+        data = write_dataset(Path(tmp) / "data", scenes=100, views=VIEWS, size=SIZE, per_shard=50)
+        loader = [{"batch": b, "batches_per_s": measure_loader(data, b, args.context)} for b in args.batch]
+    for r in loader:
+        r["ratio_to_training"] = r["batches_per_s"] * cpu["fused", r["batch"]]["median_s"]
+    results = {"machine": machine(), "model": "SPEC defaults: tower r=256, h=128, L=12, z=3, u=128, shared cores",
+               "size": SIZE, "context_views": args.context, "blas_threads": os.environ.get("OPENBLAS_NUM_THREADS"),
+               "training": training, "loader": loader, "reference": REFERENCE,
+               "fused_vs_per_gate": {b: cpu["per-gate", b]["median_s"] / cpu["fused", b]["median_s"]
+                                     for b in args.batch}}
+    print_table(results)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "train.json").write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
