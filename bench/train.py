@@ -7,15 +7,16 @@ Rows, each measured in a process of its own (so that its peak RSS is its own), o
   ``gqn.model.conv`` on the CPU) at batch 1 and 8;
 * ``per-gate``: the same model with a straightforward ConvLSTM, defined here only: four convolutions, one per
   gate, of the concatenated inputs at every step (with the same ``gqn.model.conv`` convolution);
-* ``chainer-conv`` (not with --quick): the shipped cores with Chainer's own CPU convolution everywhere,
-  the model as it was before ``gqn.model.conv``;
+* with --chainer-conv: the shipped cores with Chainer's own CPU convolution everywhere (the model as it was
+  before ``gqn.model.conv``);
 * with --gpu ID (CuPy present): the shipped model on that GPU.
 
 The rows are interleaved over --rounds rounds so that load from other jobs hits them alike; the table shows
-the best and the median timed iteration. The loader row times ``ShardBatches.batch`` (what one loader worker
+the best and the median timed iteration (wall clock), and the median CPU time of the process per iteration. The loader row times ``ShardBatches.batch`` (what one loader worker
 does) on a synthetic 15-view, 64 px shard dataset (gzip-1, like rendered data) at the same batch sizes.
 
-Usage: .venv/bin/python bench/train.py [--quick] [--gpu ID] [--rounds N]    writes bench/results/train.json
+Usage: .venv/bin/python bench/train.py [--gpu ID] [--rounds N] [--chainer-conv]   writes bench/results/train.json
+       .venv/bin/python bench/train.py --quick    a smoke run (batch 1, one timed iteration), prints only
 """
 from __future__ import annotations
 
@@ -109,14 +110,16 @@ def measure_training(row: dict) -> dict:
     model.to_device(device)
     optimizer = make_optimizer(model, config)
     batch = synthetic_batch(row["batch"], row["context"])
-    seconds = []
+    seconds, cpu_seconds = [], []
     for iteration in range(row["iterations"] + 1):
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         train_step(model, optimizer, batch, config, iteration, device)
         if row["gpu"] is not None:
             device.device.synchronize()
         seconds.append(time.perf_counter() - start)
-    result = {"seconds": seconds[1:], "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
+        cpu_seconds.append(time.process_time() - cpu_start)
+    result = {"seconds": seconds[1:], "cpu_seconds": cpu_seconds[1:],
+              "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
     if row["gpu"] is not None:
         import cupy
 
@@ -143,7 +146,7 @@ def measure_loader(directory: Path, batch: int, context: int, seconds: float = 2
 
 
 def rows_for(args) -> list[dict]:
-    cores = ["fused", "per-gate"] + ([] if args.quick else ["chainer-conv"])
+    cores = ["fused", "per-gate"] + (["chainer-conv"] if args.chainer_conv else [])
     rows = [{"device": "cpu", "gpu": None, "cores": c, "batch": b} for b in args.batch for c in cores]
     if args.gpu is not None:
         rows += [{"device": f"gpu {args.gpu}", "gpu": args.gpu, "cores": "fused", "batch": b} for b in args.batch]
@@ -152,7 +155,9 @@ def rows_for(args) -> list[dict]:
 
 def summarise(row: dict, runs: list[dict]) -> dict:
     seconds = [s for run in runs for s in run["seconds"]]
-    summary = {**row, "best_s": min(seconds), "median_s": statistics.median(seconds), "seconds": seconds,
+    cpu_seconds = [s for run in runs for s in run["cpu_seconds"]]
+    summary = {**row, "best_s": min(seconds), "median_s": statistics.median(seconds),
+               "median_cpu_s": statistics.median(cpu_seconds), "seconds": seconds, "cpu_seconds": cpu_seconds,
                "peak_rss_gb": max(run["peak_rss_gb"] for run in runs)}
     if "gpu_pool_gb" in runs[0]:
         summary["gpu_pool_gb"] = max(run["gpu_pool_gb"] for run in runs)
@@ -166,12 +171,18 @@ def machine() -> str:
 
 
 def print_table(results: dict) -> None:
-    print(f"{'device':8} {'cores':13} {'batch':>5} {'best s/it':>10} {'median s/it':>12} {'peak RSS GB':>12}")
+    print(f"{'device':8} {'cores':13} {'batch':>5} {'best s/it':>10} {'median s/it':>12} {'CPU s/it':>9} "
+          f"{'peak RSS GB':>12}")
     for r in results["training"]:
         print(f"{r['device']:8} {r['cores']:13} {r['batch']:5d} {r['best_s']:10.2f} {r['median_s']:12.2f} "
-              f"{r['peak_rss_gb']:12.2f}" + (f"  (GPU pool {r['gpu_pool_gb']:.2f} GB)" if "gpu_pool_gb" in r else ""))
+              f"{r['median_cpu_s']:9.2f} {r['peak_rss_gb']:12.2f}"
+              + (f"  (GPU pool {r['gpu_pool_gb']:.2f} GB)" if "gpu_pool_gb" in r else ""))
     for batch, s in results["fused_vs_per_gate"].items():
         print(f"fused cores vs per-gate cores, batch {batch}: {s:.2f}x faster (median)")
+    ref = results["reference"]
+    if "vs_reference" in results:
+        print(f"batch 1 vs {ref['implementation']} ({ref['seconds_per_iteration']} s/it, {ref['peak_rss_gb']} GB): "
+              f"{results['vs_reference']['speed']:.2f}x faster, {results['vs_reference']['memory']:.2f}x less memory")
     for r in results["loader"]:
         print(f"loader batch {r['batch']}: {r['batches_per_s']:.1f} batches/s in one process, "
               f"{r['ratio_to_training']:.0f}x the CPU training rate")
@@ -179,7 +190,9 @@ def print_table(results: dict) -> None:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="batch 1 only, 1 timed iteration, no chainer-conv row")
+    parser.add_argument("--quick", action="store_true", help="batch 1 only, 1 timed iteration")
+    parser.add_argument("--chainer-conv", action="store_true",
+                        help="add rows for the shipped cores on Chainer's own CPU convolution")
     parser.add_argument("--gpu", type=int, default=None, help="also measure on this GPU (needs CuPy)")
     parser.add_argument("--batch", type=int, nargs="+", default=None, help="batch sizes (default: 1 8)")
     parser.add_argument("--context", type=int, default=VIEWS - 1,
@@ -211,9 +224,13 @@ def main():
                "training": training, "loader": loader, "reference": REFERENCE,
                "fused_vs_per_gate": {b: cpu["per-gate", b]["median_s"] / cpu["fused", b]["median_s"]
                                      for b in args.batch}}
+    if 1 in args.batch:
+        results["vs_reference"] = {"speed": REFERENCE["seconds_per_iteration"] / cpu["fused", 1]["median_s"],
+                                   "memory": REFERENCE["peak_rss_gb"] / cpu["fused", 1]["peak_rss_gb"]}
     print_table(results)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "train.json").write_text(json.dumps(results, indent=2) + "\n")
+    if not args.quick:
+        RESULTS.mkdir(exist_ok=True)
+        (RESULTS / "train.json").write_text(json.dumps(results, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -98,3 +98,11 @@ def test_double_backpropagation_is_refused():
     gx, = chainer.grad([y], [xv], enable_double_backprop=True)
     with pytest.raises(NotImplementedError, match="double backpropagation"):
         F.sum(gx).backward()
+
+
+def test_other_backends_use_chainers_convolution(monkeypatch):
+    calls = []
+    monkeypatch.setattr(conv.backend, "get_array_module", lambda x: "cupy")
+    monkeypatch.setattr(conv.F, "convolution_2d", lambda *args: calls.append(args) or "chainer's")
+    x, W, b = arrays(1, 2, 4, 4, 3, 3)
+    assert convolution_2d(x, W, b, 1, (1, 1)) == "chainer's" and calls == [(x, W, b, 1, (1, 1))]
