@@ -65,7 +65,7 @@ def test_chunks_of_samples_give_the_same_result(monkeypatch):
         return y.array, xv.grad, Wv.grad
 
     whole = run()
-    monkeypatch.setattr(conv, "COLUMN_BUDGET", 4 * 9 * 36 * 2)    # two samples per chunk: chunks 2, 2, 1
+    monkeypatch.setattr(conv, "GEMM_WIDTH", 2 * 36)    # two samples of 6x6 output pixels per chunk: 2, 2, 1
     assert len(conv.Geometry(x.shape, W.shape, (1, 1), (1, 1)).chunks()) == 3
     for a, c in zip(whole, run()):
         np.testing.assert_allclose(a, c, rtol=1e-5, atol=1e-6)

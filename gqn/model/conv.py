@@ -6,7 +6,7 @@ gradient and computes the input gradient through a generic deconvolution. At the
 cost as much as the arithmetic, and for the tower, which sees every context view of the batch at once, the
 columns reach gigabytes. Here the columns are laid out (C*kh*kw, n*oh*ow), so that the output, the weight
 gradient and the input gradient are each a single GEMM on C-contiguous (or transposed C-contiguous) float32
-operands, and they are built for a few samples at a time (``COLUMN_BUDGET``) so that they stay small and
+operands, and they are built for a few samples at a time (``GEMM_WIDTH``) so that they stay small and
 cache-warm. Same mathematics; on a GPU, Chainer's own convolution (cuDNN) is used unchanged.
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ import numpy as np
 from chainer import backend
 from numpy.lib.stride_tricks import as_strided
 
-COLUMN_BUDGET = 1 << 21   # column elements per chunk of samples (8 MB of float32: malloc reuses it, no mmap)
+GEMM_WIDTH = 1024   # output pixels per chunk of samples: wide enough for BLAS, columns of a few MB
 
 
 def convolution_2d(x, W, b=None, stride=1, pad=0):
@@ -125,8 +125,8 @@ class Geometry:
         self.ow = (self.w + 2 * self.px - self.kw) // self.sx + 1
 
     def chunks(self) -> list[slice]:
-        """Slices of the samples whose columns fit ``COLUMN_BUDGET`` (at least one sample each)."""
-        step = max(1, COLUMN_BUDGET // (self.c * self.kh * self.kw * self.oh * self.ow))
+        """Slices of the samples with about ``GEMM_WIDTH`` output pixels each (at least one sample)."""
+        step = max(1, GEMM_WIDTH // (self.oh * self.ow))
         return [slice(i, min(i + step, self.n)) for i in range(0, self.n, step)]
 
     def im2col(self, x: np.ndarray) -> np.ndarray:
