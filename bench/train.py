@@ -1,7 +1,7 @@
 """Training seconds per iteration and peak memory of the SPEC model at 64 px, next to the loader's rate.
 
 Rows, each measured in a process of its own (so that its peak RSS is its own), one warm-up iteration and then
---iterations timed ones of ``gqn.model.train.train_step`` on a batch of --context context views per scene:
+--iterations timed ones of ``gqn.model.train.train_step`` with --context context views per scene:
 
 * ``fused``: the shipped model (fused ConvLSTM cores with the static inputs convolved once per pass,
   ``gqn.model.conv`` on the CPU) at batch 1 and 8;
@@ -9,13 +9,15 @@ Rows, each measured in a process of its own (so that its peak RSS is its own), o
   gate, of the concatenated inputs at every step (with the same ``gqn.model.conv`` convolution);
 * with --chainer-conv: the shipped cores with Chainer's own CPU convolution everywhere (the model as it was
   before ``gqn.model.conv``);
-* with --gpu ID (CuPy present): the shipped model on that GPU.
+* with --gpu ID (CuPy present): fused and per-gate cores on that GPU.
 
 The rows are interleaved over --rounds rounds so that load from other jobs hits them alike; the table shows
-the best and the median timed iteration (wall clock), and the median CPU time of the process per iteration. The loader row times ``ShardBatches.batch`` (what one loader worker
-does) on a synthetic 15-view, 64 px shard dataset (gzip-1, like rendered data) at the same batch sizes.
+the best and the median timed iteration (wall clock) and the median CPU time of the row's process per
+iteration. The loader rows time ``ShardBatches.batch`` (the work of one loader worker) on a synthetic 15-view,
+64 px shard dataset (gzip-1, like rendered data) at the same batch sizes.
 
 Usage: .venv/bin/python bench/train.py [--gpu ID] [--rounds N] [--chainer-conv]   writes bench/results/train.json
+       (about 5 minutes on 2 CPU cores, most of it the per-gate cores at batch 8)
        .venv/bin/python bench/train.py --quick    a smoke run (batch 1, one timed iteration), prints only
 """
 from __future__ import annotations
@@ -149,7 +151,8 @@ def rows_for(args) -> list[dict]:
     cores = ["fused", "per-gate"] + (["chainer-conv"] if args.chainer_conv else [])
     rows = [{"device": "cpu", "gpu": None, "cores": c, "batch": b} for b in args.batch for c in cores]
     if args.gpu is not None:
-        rows += [{"device": f"gpu {args.gpu}", "gpu": args.gpu, "cores": "fused", "batch": b} for b in args.batch]
+        rows += [{"device": f"gpu {args.gpu}", "gpu": args.gpu, "cores": c, "batch": b}
+                 for b in args.batch for c in ("fused", "per-gate")]
     return [{**row, "context": args.context, "iterations": args.iterations} for row in rows]
 
 
@@ -177,8 +180,8 @@ def print_table(results: dict) -> None:
         print(f"{r['device']:8} {r['cores']:13} {r['batch']:5d} {r['best_s']:10.2f} {r['median_s']:12.2f} "
               f"{r['median_cpu_s']:9.2f} {r['peak_rss_gb']:12.2f}"
               + (f"  (GPU pool {r['gpu_pool_gb']:.2f} GB)" if "gpu_pool_gb" in r else ""))
-    for batch, s in results["fused_vs_per_gate"].items():
-        print(f"fused cores vs per-gate cores, batch {batch}: {s:.2f}x faster (median)")
+    for where, s in results["fused_vs_per_gate"].items():
+        print(f"fused cores vs per-gate cores, {where}: {s:.2f}x faster (median)")
     ref = results["reference"]
     if "vs_reference" in results:
         print(f"batch 1 vs {ref['implementation']} ({ref['seconds_per_iteration']} s/it, {ref['peak_rss_gb']} GB): "
@@ -197,7 +200,7 @@ def main():
     parser.add_argument("--batch", type=int, nargs="+", default=None, help="batch sizes (default: 1 8)")
     parser.add_argument("--context", type=int, default=VIEWS - 1,
                         help="context views per scene (default 14: every view of a 15-view scene but the query)")
-    parser.add_argument("--iterations", type=int, default=None, help="timed iterations per row (default 3)")
+    parser.add_argument("--iterations", type=int, default=None, help="timed iterations per row (default 2)")
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--row", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -205,7 +208,7 @@ def main():
         print(json.dumps(measure_training(json.loads(args.row))))
         return
     args.batch = args.batch or ([1] if args.quick else [1, 8])
-    args.iterations = args.iterations or (1 if args.quick else 3)
+    args.iterations = args.iterations or (1 if args.quick else 2)
     check_same_cores()
     rows = rows_for(args)
     runs = [[] for _ in rows]
@@ -213,20 +216,21 @@ def main():
         for row, row_runs in zip(rows, runs):
             row_runs.append(run_row(row))
     training = [summarise(row, row_runs) for row, row_runs in zip(rows, runs)]
-    cpu = {(r["cores"], r["batch"]): r for r in training if r["gpu"] is None}
+    by_row = {(r["device"], r["cores"], r["batch"]): r for r in training}
     with tempfile.TemporaryDirectory() as tmp:
         data = write_dataset(Path(tmp) / "data", scenes=100, views=VIEWS, size=SIZE, per_shard=50)
         loader = [{"batch": b, "batches_per_s": measure_loader(data, b, args.context)} for b in args.batch]
     for r in loader:
-        r["ratio_to_training"] = r["batches_per_s"] * cpu["fused", r["batch"]]["median_s"]
+        r["ratio_to_training"] = r["batches_per_s"] * by_row["cpu", "fused", r["batch"]]["median_s"]
     results = {"machine": machine(), "model": "SPEC defaults: tower r=256, h=128, L=12, z=3, u=128, shared cores",
                "size": SIZE, "context_views": args.context, "blas_threads": os.environ.get("OPENBLAS_NUM_THREADS"),
                "training": training, "loader": loader, "reference": REFERENCE,
-               "fused_vs_per_gate": {b: cpu["per-gate", b]["median_s"] / cpu["fused", b]["median_s"]
-                                     for b in args.batch}}
+               "fused_vs_per_gate": {f"{device} batch {b}": r["median_s"] / by_row[device, "fused", b]["median_s"]
+                                     for (device, cores, b), r in by_row.items() if cores == "per-gate"}}
     if 1 in args.batch:
-        results["vs_reference"] = {"speed": REFERENCE["seconds_per_iteration"] / cpu["fused", 1]["median_s"],
-                                   "memory": REFERENCE["peak_rss_gb"] / cpu["fused", 1]["peak_rss_gb"]}
+        fused = by_row["cpu", "fused", 1]
+        results["vs_reference"] = {"speed": REFERENCE["seconds_per_iteration"] / fused["median_s"],
+                                   "memory": REFERENCE["peak_rss_gb"] / fused["peak_rss_gb"]}
     print_table(results)
     if not args.quick:
         RESULTS.mkdir(exist_ok=True)
