@@ -106,3 +106,19 @@ def test_other_backends_use_chainers_convolution(monkeypatch):
     monkeypatch.setattr(conv.F, "convolution_2d", lambda *args: calls.append(args) or "chainer's")
     x, W, b = arrays(1, 2, 4, 4, 3, 3)
     assert convolution_2d(x, W, b, 1, (1, 1)) == "chainer's" and calls == [(x, W, b, 1, (1, 1))]
+
+
+@pytest.mark.parametrize("pad", [0, 1])
+def test_non_contiguous_inputs(pad):
+    x, W, b = arrays(3, 8, 6, 6, 4, 3)
+    x, W = x[:, ::2], W[:, ::2]          # channel views, as F.split_axis gives
+    gy = rng.standard_normal((3, 4, 6 - 2 + 2 * pad, 6 - 2 + 2 * pad)).astype(np.float32)
+    results = []
+    for function in (F.convolution_2d, convolution_2d):
+        xv = chainer.Variable(x)
+        y = function(xv, W, b, pad=pad)
+        y.grad = gy
+        y.backward()
+        results.append((y.array, xv.grad))
+    for expected, actual in zip(*results):
+        np.testing.assert_allclose(actual, expected, rtol=1e-4, atol=1e-5)
