@@ -174,6 +174,8 @@ def machine() -> str:
 
 
 def print_table(results: dict) -> None:
+    print(f"machine: {results['machine']}; 1-minute load average before/after: "
+          f"{results['load_average'][0]:.1f}/{results['load_average'][1]:.1f}")
     print(f"{'device':8} {'cores':13} {'batch':>5} {'best s/it':>10} {'median s/it':>12} {'CPU s/it':>9} "
           f"{'peak RSS GB':>12}")
     for r in results["training"]:
@@ -210,6 +212,7 @@ def main():
     args.batch = args.batch or ([1] if args.quick else [1, 8])
     args.iterations = args.iterations or (1 if args.quick else 2)
     check_same_cores()
+    load_before = os.getloadavg()[0]
     rows = rows_for(args)
     runs = [[] for _ in rows]
     for _ in range(args.rounds):
@@ -224,6 +227,7 @@ def main():
         r["ratio_to_training"] = r["batches_per_s"] * by_row["cpu", "fused", r["batch"]]["median_s"]
     results = {"machine": machine(), "model": "SPEC defaults: tower r=256, h=128, L=12, z=3, u=128, shared cores",
                "size": SIZE, "context_views": args.context, "blas_threads": os.environ.get("OPENBLAS_NUM_THREADS"),
+               "load_average": [load_before, os.getloadavg()[0]],   # 1-minute, before and after: others' jobs
                "training": training, "loader": loader, "reference": REFERENCE,
                "fused_vs_per_gate": {f"{device} batch {b}": r["median_s"] / by_row[device, "fused", b]["median_s"]
                                      for (device, cores, b), r in by_row.items() if cores == "per-gate"}}
