@@ -91,6 +91,12 @@ def test_link_keeps_chainers_parameters_and_rejects_dilation():
         Convolution2D(3, 4, 3, dilate=2)
 
 
+def test_mismatched_channels_are_a_type_error():
+    x, W, _ = arrays(1, 3, 4, 4, 2, 3)
+    with pytest.raises(chainer.utils.type_check.InvalidType):
+        convolution_2d(x[:, :2], W)
+
+
 def test_double_backpropagation_is_refused():
     x, W, b = arrays(1, 2, 4, 4, 2, 3)
     xv = chainer.Variable(x)

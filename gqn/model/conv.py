@@ -16,6 +16,7 @@ import chainer.functions as F
 import chainer.links as L
 import numpy as np
 from chainer import backend
+from chainer.utils import type_check
 from numpy.lib.stride_tricks import as_strided
 
 GEMM_WIDTH = 1024   # output pixels per chunk of samples: wide enough for BLAS, columns of a few MB
@@ -47,6 +48,12 @@ class Convolution2DFunction(chainer.FunctionNode):
 
     def __init__(self, stride: tuple[int, int], pad: tuple[int, int]):
         self.stride, self.pad = stride, pad
+
+    def check_type_forward(self, in_types):
+        x, W = in_types[:2]
+        type_check.expect(x.dtype.kind == "f", W.dtype == x.dtype, x.ndim == 4, W.ndim == 4, x.shape[1] == W.shape[1])
+        if len(in_types) == 3:
+            type_check.expect(in_types[2].dtype == x.dtype, in_types[2].ndim == 1, in_types[2].shape[0] == W.shape[0])
 
     def forward_cpu(self, inputs):
         x, W = inputs[:2]
