@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import chainer
 import chainer.functions as F
-import chainer.links as L
 
 from gqn.model.config import ModelConfig
+from gqn.model.conv import Convolution2D
 from gqn.model.representation import VIEWPOINT
 
 KERNEL = 5
@@ -24,9 +24,9 @@ class ConvLSTM(chainer.Chain):
     def __init__(self, static_channels: int, recurrent_channels: int, hidden: int):
         super().__init__()
         with self.init_scope():
-            self.static = L.Convolution2D(static_channels, 4 * hidden, KERNEL, pad=KERNEL // 2)
-            self.recurrent = L.Convolution2D(recurrent_channels, 4 * hidden, KERNEL, pad=KERNEL // 2,
-                                             nobias=True)
+            self.static = Convolution2D(static_channels, 4 * hidden, KERNEL, pad=KERNEL // 2)
+            self.recurrent = Convolution2D(recurrent_channels, 4 * hidden, KERNEL, pad=KERNEL // 2,
+                                           nobias=True)
 
     def precompute(self, static):
         return self.static(static)
@@ -44,7 +44,7 @@ class GaussianHead(chainer.Chain):
     def __init__(self, hidden: int, latent: int):
         super().__init__()
         with self.init_scope():
-            self.conv = L.Convolution2D(hidden, 2 * latent, KERNEL, pad=KERNEL // 2)
+            self.conv = Convolution2D(hidden, 2 * latent, KERNEL, pad=KERNEL // 2)
 
     def forward(self, h):
         return F.split_axis(self.conv(h), 2, axis=1)

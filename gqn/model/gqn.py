@@ -21,6 +21,7 @@ import chainer.links as L
 import numpy as np
 
 from gqn.model.config import ModelConfig
+from gqn.model.conv import Convolution2D
 from gqn.model.cores import SPACE_TO_DEPTH, ConvLSTM, GenerationCore, InferenceCore
 from gqn.model.loss import gaussian_kl, gaussian_nll
 from gqn.model.representation import broadcast_map, make_representation
@@ -38,7 +39,7 @@ class GQN(chainer.Chain):
             self.generation = chainer.ChainList(*(GenerationCore(config, lstm) for _ in range(cores)))
             self.inference = chainer.ChainList(*(InferenceCore(config, lstm) for _ in range(cores)))
             self.upsample = L.Deconvolution2D(cores * config.hidden, config.canvas, 4, stride=4)
-            self.observation = L.Convolution2D(config.canvas, 3, 1)
+            self.observation = Convolution2D(config.canvas, 3, 1)
 
     def represent(self, images, viewpoints):
         """Scene representations: the sum over the K context views of each scene."""

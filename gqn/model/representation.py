@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import chainer
 import chainer.functions as F
-import chainer.links as L
+
+from gqn.model.conv import Convolution2D
 
 VIEWPOINT = 7
 
@@ -29,14 +30,14 @@ class Tower(chainer.Chain):
         half = channels // 2
         self.channels = channels
         with self.init_scope():
-            self.conv1 = L.Convolution2D(3, channels, 2, stride=2)
-            self.conv2 = L.Convolution2D(channels, channels, 2, stride=2)
-            self.conv3 = L.Convolution2D(channels, half, 3, pad=1)
-            self.conv4 = L.Convolution2D(half, channels, 2, stride=2)
+            self.conv1 = Convolution2D(3, channels, 2, stride=2)
+            self.conv2 = Convolution2D(channels, channels, 2, stride=2)
+            self.conv3 = Convolution2D(channels, half, 3, pad=1)
+            self.conv4 = Convolution2D(half, channels, 2, stride=2)
             # the paper's two 3x3 convolutions of the viewpoint-augmented map, as one (one im2col, one GEMM)
-            self.conv5_6 = L.Convolution2D(channels + VIEWPOINT, channels + half, 3, pad=1)
-            self.conv7 = L.Convolution2D(half, channels, 3, pad=1)
-            self.conv8 = L.Convolution2D(channels, channels, 1)
+            self.conv5_6 = Convolution2D(channels + VIEWPOINT, channels + half, 3, pad=1)
+            self.conv7 = Convolution2D(half, channels, 3, pad=1)
+            self.conv8 = Convolution2D(channels, channels, 1)
 
     def forward(self, x, v):
         skip_in = F.relu(self.conv1(x))
