@@ -36,6 +36,7 @@ from gqn import __version__  # noqa: E402
 from gqn.converters.convert import convert_tfrecord  # noqa: E402
 from gqn.converters.example import parse_scene  # noqa: E402
 from gqn.converters.tfrecord import RecordReader  # noqa: E402
+from gqn.shards import DEFAULT_COMPRESSION  # noqa: E402
 from tests.tfrecord_data import write_files  # noqa: E402
 
 SM5_RECORDS = 1000 * 2000  # 900 + 100 files; ~2000 scenes per file is our assumption (see README)
@@ -91,8 +92,9 @@ def main():
         shards = work / "out"
         cases = [("decode only, simplejpeg (1 process)", simplejpeg_decode),
                  ("decode only, Pillow (1 process)", pillow_decode)]
-        cases += [(f"gqn convert, {w} worker{'s' * (w > 1)}",
-                   lambda w=w: convert_tfrecord([src], shards, workers=w, progress=False)) for w in (1, 2)]
+        cases += [(f"gqn convert, {w} worker{'s' * (w > 1)}, {c}",
+                   lambda w=w, c=c: convert_tfrecord([src], shards, workers=w, compression=c, progress=False))
+                  for c in ("none", DEFAULT_COMPRESSION) for w in (1, 2)]
         runs = {name: [] for name, _ in cases}
         for _ in range(args.repeats):  # interleaved, so a burst of load from other jobs hits every case alike
             for name, run in cases:
@@ -101,11 +103,13 @@ def main():
         rate = {name: r["records_per_s"] for name, r in results.items()}
         simplejpeg_rate = rate["decode only, simplejpeg (1 process)"]
         pillow_rate = rate["decode only, Pillow (1 process)"]
-        one, two = rate["gqn convert, 1 worker"], rate["gqn convert, 2 workers"]
+        one, two = rate["gqn convert, 1 worker, none"], rate["gqn convert, 2 workers, none"]
         ratios = {"convert_1_worker_vs_simplejpeg_decode": one / simplejpeg_rate,
                   "convert_2_workers_vs_1_worker": two / one,
                   "convert_1_worker_vs_pillow_decode": one / pillow_rate,
-                  "simplejpeg_vs_pillow_decode": simplejpeg_rate / pillow_rate}
+                  "simplejpeg_vs_pillow_decode": simplejpeg_rate / pillow_rate,
+                  f"convert_1_worker_{DEFAULT_COMPRESSION}_vs_none":
+                      rate[f"gqn convert, 1 worker, {DEFAULT_COMPRESSION}"] / one}
         projection_h = SM5_RECORDS / two / 3600
         report = {
             "benchmark": "convert", "gqn_toolkit": __version__,

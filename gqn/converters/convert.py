@@ -33,7 +33,7 @@ from gqn.converters.datasets import DATASETS, SPLITS, DatasetInfo, file_sort_key
 from gqn.converters.example import ExampleError, parse_scene
 from gqn.converters.tfrecord import RecordError, RecordReader
 from gqn.errors import GqnError
-from gqn.shards import (DEFAULT_COMPRESSION, ShardWriter, encode_images, prepare_output, read_attrs,
+from gqn.shards import (ShardWriter, encode_images, prepare_output, read_attrs,
                         shard_name)
 
 SLOT_BYTES = 8 << 20  # decoded scenes per worker task: about this many bytes
@@ -118,8 +118,13 @@ def resolve_dataset(srcs, dataset: str | None) -> DatasetInfo:
     return DATASETS[dataset]
 
 
+# Converted frames are decoded JPEGs, whose noise deflates only ~3.5x (rendered scenes: ~24x), and
+# compressing costs more CPU than decoding them: 0.45x the records/s of uncompressed output (bench/convert.py).
+CONVERT_COMPRESSION = "none"
+
+
 def convert_tfrecord(srcs, out, dataset: str | None = None, *, workers: int | None = None,
-                     scenes_per_shard: int = 2000, compression: str = DEFAULT_COMPRESSION,
+                     scenes_per_shard: int = 2000, compression: str = CONVERT_COMPRESSION,
                      skip_corrupt: bool = False, progress: bool = True) -> list[SplitSummary]:
     """Convert TFRecord files (see ``find_inputs``) into shards under ``out/<split>/``; resumable."""
     srcs = [srcs] if isinstance(srcs, (str, os.PathLike)) else list(srcs)
