@@ -115,3 +115,11 @@ def test_scene_is_a_pure_function_of_seed_and_index(family):
     c = family.scene(seed=5, index=124)
     assert not np.array_equal(a.cameras, c.cameras)
     assert np.allclose(np.linalg.norm(a.cameras[:, :3], axis=1), 2.0)
+
+
+def test_render_ranges_never_cross_a_chunk_boundary():
+    from gqn.renderer.stream import split
+
+    assert split(5, 70, 32) == [(5, 32), (32, 64), (64, 70)]
+    assert split(64, 96, 32) == [(64, 96)]
+    assert split(3, 4, 32) == [(3, 4)]

@@ -265,7 +265,8 @@ class TiledRenderer:
                          np.full_like(x, 1 / self.rows, dtype=float)], axis=1).astype(np.float32)
 
     # --- per batch ------------------------------------------------------------------------------
-    def _instance_data(self, scenes: list[SceneSpec], mesh: str, view_proj: np.ndarray) -> np.ndarray:
+    def _instance_data(self, scenes: list[SceneSpec], mesh: str, view_proj: np.ndarray,
+                       first_tile: int) -> np.ndarray:
         """(objects x views, 48) float32 per-instance attributes for one mesh kind."""
         views = view_proj.shape[1]
         rows = []
@@ -284,19 +285,22 @@ class TiledRenderer:
             block[:, :, 0:12] = per_object[:, None, :12]
             block[:, :, 12:28] = view_proj[b].reshape(views, 16)[None]
             block[:, :, 28:32] = per_object[:, None, 12:16]
-            block[:, :, 32:36] = self._tile_table[b * views:(b + 1) * views][None]
+            tile = first_tile + b * views
+            block[:, :, 32:36] = self._tile_table[tile:tile + views][None]
             block[:, :, 36:39] = np.asarray(inst.texture, np.float64)[:, None, :]
             block[:, :, 39] = 0.0
             block[:, :, 40:48] = per_scene[None, None]
             rows.append(block.reshape(n * views, _FLOATS_PER_INSTANCE))
         return np.concatenate(rows) if rows else np.empty((0, _FLOATS_PER_INSTANCE), np.float32)
 
-    def render(self, scenes: list[SceneSpec]) -> np.ndarray:
-        """Images (B, V, size, size, 3) uint8 of a batch of scenes with equal view counts."""
+    def render(self, scenes: list[SceneSpec], first_tile: int = 0) -> np.ndarray:
+        """Images (B, V, size, size, 3) uint8 of a batch of scenes with equal view counts, drawn into the
+        tiles ``first_tile ..`` of the atlas."""
         GL = self.GL
         views = len(scenes[0].cameras)
-        if len(scenes) * views > self.max_tiles:
-            raise ValueError(f"{len(scenes)} scenes x {views} views exceed {self.max_tiles} tiles")
+        if first_tile + len(scenes) * views > self.max_tiles:
+            raise ValueError(f"{len(scenes)} scenes x {views} views from tile {first_tile} exceed "
+                             f"{self.max_tiles} tiles")
         from gqn.renderer.camera import view_matrices
 
         self._platform.make_current()
@@ -309,14 +313,15 @@ class TiledRenderer:
         GL.glClearColor(*self.background, 1.0)
         GL.glClear(GL.GL_COLOR_BUFFER_BIT | GL.GL_DEPTH_BUFFER_BIT)
         for name, (vao, ibo, count) in self._meshes.items():
-            data = self._instance_data(scenes, name, view_proj)
+            data = self._instance_data(scenes, name, view_proj, first_tile)
             if not len(data):
                 continue
             GL.glBindVertexArray(vao)
             GL.glBindBuffer(GL.GL_ARRAY_BUFFER, ibo)
             GL.glBufferData(GL.GL_ARRAY_BUFFER, data.nbytes, data, GL.GL_STREAM_DRAW)
             GL.glDrawElementsInstanced(GL.GL_TRIANGLES, count, GL.GL_UNSIGNED_INT, None, len(data))
-        used_rows = math.ceil(len(scenes) * views / self.cols)
+        last_tile = first_tile + len(scenes) * views
+        used_rows = math.ceil(last_tile / self.cols)
         read_height = used_rows * self.size
         if draw != resolve:
             GL.glBindFramebuffer(GL.GL_READ_FRAMEBUFFER, draw)
@@ -326,13 +331,15 @@ class TiledRenderer:
         GL.glBindFramebuffer(GL.GL_READ_FRAMEBUFFER, resolve)
         pixels = self._pixels[:read_height]
         GL.glReadPixels(0, height - read_height, width, read_height, GL.GL_RGB, GL.GL_UNSIGNED_BYTE, pixels)
-        return self._untile(pixels[::-1], len(scenes), views)
+        tiles = self._untile(pixels[::-1], first_tile, last_tile)
+        return tiles.reshape(len(scenes), views, self.size, self.size, 3)
 
-    def _untile(self, atlas: np.ndarray, scenes: int, views: int) -> np.ndarray:
+    def _untile(self, atlas: np.ndarray, first_tile: int, last_tile: int) -> np.ndarray:
+        """Tiles ``first_tile .. last_tile-1`` of the atlas's top rows, (n, size, size, 3)."""
         s = self.size
         rows = atlas.shape[0] // s
         tiles = atlas.reshape(rows, s, self.cols, s, 3).transpose(0, 2, 1, 3, 4).reshape(-1, s, s, 3)
-        return tiles[:scenes * views].reshape(scenes, views, s, s, 3)
+        return tiles[first_tile:last_tile]
 
     def close(self):
         self._platform.make_current()
