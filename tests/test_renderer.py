@@ -123,3 +123,4 @@ def test_render_ranges_never_cross_a_chunk_boundary():
     assert split(5, 70, 32) == [(5, 32), (32, 64), (64, 70)]
     assert split(64, 96, 32) == [(64, 96)]
     assert split(3, 4, 32) == [(3, 4)]
+    assert split(7, 7, 32) == []

@@ -101,6 +101,8 @@ def _render_range(bounds: tuple[int, int]) -> RenderedChunk:
 def split(start: int, stop: int, step: int) -> list[tuple[int, int]]:
     """[start, stop) cut at the multiples of ``step``: ranges of at most ``step`` scenes that never cross
     one, so every scene index always gets the same place in a render pass (see ``_render_range``)."""
+    if start >= stop:
+        return []
     cuts = [start, *range((start // step + 1) * step, stop, step), stop]
     return list(zip(cuts[:-1], cuts[1:]))
 
