@@ -150,21 +150,11 @@ def render_shepard_matzler(parts, **opts):
 
 # ---- more scene families: rooms, mnist-dice (gqn.renderer.families) ----
 
-GRID_CELLS = 9  # objects stand on a 3x3 grid, at most one per cell
-
-
-def _check_objects(ctx, param, value):
-    if value[1] > GRID_CELLS:
-        raise click.BadParameter(f"{value[0]}-{value[1]}: at most {GRID_CELLS} objects (one per cell of "
-                                 "the 3x3 grid)")
-    return value
-
-
 @render.command("rooms")
 @click.option("--camera", type=click.Choice(["ring", "free"]), default="ring", show_default=True,
               help="ring: on a circle at a fixed height looking at the room centre; free: anywhere in the "
                    "room, random yaw and pitch. Stored as family rooms-ring / rooms-free.")
-@click.option("--objects", type=MinMax(), default="1-3", show_default=True, callback=_check_objects,
+@click.option("--objects", type=MinMax(), default="1-3", show_default=True,
               help="Objects per scene, drawn uniformly from MIN-MAX (at most 9).")
 @click.option("--object-rotation/--no-object-rotation", default=True, show_default=True,
               help="Turn each object by a random yaw.")
@@ -196,11 +186,7 @@ def render_mnist_dice(digits, **opts):
 
     Example: gqn render mnist-dice --digits mnist/train-images-idx3-ubyte.gz --out data/dice/train
     """
-    from gqn.renderer.digits import DigitBank
-
-    path = os.path.abspath(digits) if digits else None
-    DigitBank.from_path(path)  # a bad digit file fails here, in one line, before anything is written
-    _run_render("mnist-dice", {"digits": path}, **opts)
+    _run_render("mnist-dice", {"digits": os.path.abspath(digits) if digits else None}, **opts)
 
 
 # ---- DeepMind datasets: convert / export (gqn.converters) ----

@@ -194,7 +194,7 @@ def test_bad_parameters_are_refused():
 
 @pytest.mark.parametrize("args, message", [
     (["--camera", "sideways"], "'sideways' is not one of"),
-    (["--objects", "2-12"], "at most 9 objects"),
+    (["--objects", "2-12"], "1 <= MIN <= MAX <= 9"),
     (["--objects", "0"], "1 <= MIN <= MAX"),
 ])
 def test_bad_cli_arguments_give_one_line_errors(tmp_path, args, message):

@@ -20,7 +20,7 @@ import numpy as np
 
 from gqn.errors import GqnError
 from gqn.model.loader import Batch, batch_rng, check_context, choose_views, split_views
-from gqn.renderer.stream import RenderConfig, SceneStream, split
+from gqn.renderer.stream import RenderConfig, SceneStream, build_family, split
 from gqn.shards import (DEFAULT_COMPRESSION, ShardSequence, list_shards, prepare_output, read_attrs,
                         shard_index, viewpoints_from_cameras)
 
@@ -38,6 +38,7 @@ class RenderedBatches:
     def __init__(self, config: RenderConfig, batch_size: int, context: tuple[int, int], seed: int,
                  workers: int | None = None, rank: int = 0, ranks: int = 1, save: SaveOptions | None = None):
         check_context(config.views, context, f"--render {config.family}")
+        build_family(config)  # bad family parameters fail before the run directory is written
         if save and ranks > 1:
             raise GqnError("--save-rendered works with one training process; under MPI render the data "
                            "with `mpiexec gqn render` instead")

@@ -12,7 +12,7 @@ import click
 from tqdm import tqdm
 
 from gqn.errors import GqnError
-from gqn.renderer.stream import RenderConfig, SceneStream, split
+from gqn.renderer.stream import RenderConfig, SceneStream, build_family, split
 from gqn.shards import DEFAULT_COMPRESSION, ShardSequence, prepare_output
 
 _MPI_ENV = (("OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"), ("PMI_RANK", "PMI_SIZE"),
@@ -49,6 +49,7 @@ def render_dataset(family: str, family_params: dict, *, scenes: int, views: int,
     Under mpiexec (and no explicit ``part``) each rank renders its part and rank 0 reports the whole job.
     """
     config = RenderConfig(family, dict(family_params), views, size, seed, anti_aliasing)
+    build_family(config)  # bad family parameters fail here, before the output directory is touched
     from_mpi = part is None and mpi_part() is not None
     part = part or mpi_part() or (0, 1)
     lead = part[0] == 0  # one process reports for the whole job

@@ -69,14 +69,24 @@ def _init_worker(config: RenderConfig, encode: str | None, keep_images: bool):
         _worker = e
 
 
-def _build_worker(config: RenderConfig):
+def build_family(config: RenderConfig):
+    """The scene family of ``config``; a bad parameter is a one-line GqnError.
+
+    Consumers call this once before they write anything, so bad parameters (an object count, a digit file)
+    fail in the parent; each worker builds its own copy again for rendering.
+    """
     from gqn.renderer.families import get_family
-    from gqn.renderer.tiled import TiledRenderer
 
     try:
-        family = get_family(config.family)(config.views, config.size, **config.params)
+        return get_family(config.family)(config.views, config.size, **config.params)
     except TypeError as e:  # an unknown or missing family parameter
         raise GqnError(f"{config.family}: bad parameters {config.params} ({e})") from None
+
+
+def _build_worker(config: RenderConfig):
+    from gqn.renderer.tiled import TiledRenderer
+
+    family = build_family(config)
     renderer = TiledRenderer(config.size, family.meshes(), family.projection(), family.background,
                              family.textures(), samples=4 if config.anti_aliasing else 0,
                              max_tiles=config.chunk_scenes * config.views)
