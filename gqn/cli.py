@@ -17,9 +17,12 @@ _SUFFIXES = {"": 1, "k": 1_000, "m": 1_000_000, "g": 1_000_000_000}
 
 
 class Count(click.ParamType):
-    """A positive count that accepts suffixes: 500, 500k, 2M, 1.5m."""
+    """A count of at least ``minimum`` (default 1) that accepts suffixes: 500, 500k, 2M, 1.5m."""
 
     name = "count"
+
+    def __init__(self, minimum: int = 1):
+        self.minimum = minimum
 
     def convert(self, value, param, ctx):
         if isinstance(value, int):
@@ -30,10 +33,10 @@ class Count(click.ParamType):
                 self.fail(f"{value!r} is not a count (examples: 500, 500k, 2M)", param, ctx)
             n = float(m.group(1)) * _SUFFIXES[m.group(2).lower()]
             if n != int(n):
-                self.fail(f"{value!r} is not a whole number of scenes", param, ctx)
+                self.fail(f"{value!r} is not a whole number", param, ctx)
             n = int(n)
-        if n < 1:
-            self.fail(f"must be at least 1, got {value}", param, ctx)
+        if n < self.minimum:
+            self.fail(f"must be at least {self.minimum}, got {value}", param, ctx)
         return n
 
 
@@ -356,6 +359,9 @@ def _render_source(family, size, views, seed, params, workers, save, anti_aliasi
               help="Pixel standard deviation of the likelihood at iteration 0.")
 @click.option("--sigma-end", type=click.FloatRange(0, min_open=True), default=0.7, show_default=True)
 @click.option("--sigma-steps", type=Count(), default="200k", show_default=True)
+@click.option("--kl-warmup", type=Count(minimum=0), default="0", show_default=True,
+              help="Iterations over which the KL term's weight in the loss rises from 0 to 1, against "
+                   "posterior collapse in short runs (0: the paper's loss throughout).")
 @click.option("--adam-beta1", type=click.FloatRange(0, 1, max_open=True), default=0.9, show_default=True)
 @click.option("--adam-beta2", type=click.FloatRange(0, 1, max_open=True), default=0.999, show_default=True)
 @click.option("--adam-eps", type=click.FloatRange(0, min_open=True), default=1e-8, show_default=True)

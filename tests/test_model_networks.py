@@ -121,3 +121,6 @@ def test_annealing_schedules():
     assert config.pixel_sigma(10**7) == pytest.approx(0.7)
     assert config.learning_rate(800_000) == pytest.approx((5e-4 + 5e-5) / 2)
     assert anneal(1.0, 0.0, 10, 5) == 0.5
+    assert config.kl_weight(0) == 1.0
+    warm = TrainConfig(kl_warmup=100)
+    assert [warm.kl_weight(i) for i in (0, 50, 100, 10**6)] == [0.0, 0.5, 1.0, 1.0]

@@ -40,6 +40,22 @@ def test_elbo_decreases_on_a_fixed_batch(data):
     assert np.mean(losses[-5:]) < np.mean(losses[:5]) - 5, losses
 
 
+def test_kl_warmup_trains_the_prior_only_once_the_kl_weighs(data):
+    """The prior head gets gradients only through the KL: with weight 0 it stays put; the log still reports
+    the true negative ELBO (weight 1)."""
+    config = TrainConfig(batch_size=4, context_max=4, kl_warmup=10)
+    model = build_model(ModelConfig(16, 16, **TINY), seed=0)
+    optimizer = make_optimizer(model, config)
+    batch = ShardBatches(Dataset(data["train"]), 4, (2, 2), seed=0).batch(0)
+    prior = model.generation[0].prior.conv.W
+    before = prior.array.copy()
+    metrics = train_step(model, optimizer, batch, config, 0, get_device(None))
+    assert np.array_equal(prior.array, before)
+    assert metrics["kl"] > 0 and metrics["neg_elbo"] == pytest.approx(metrics["nll"] + metrics["kl"])
+    train_step(model, optimizer, batch, config, 5, get_device(None))
+    assert not np.array_equal(prior.array, before)
+
+
 def snapshot_arrays(run):
     with np.load(run / "snapshot.npz") as npz:
         return {k: npz[k] for k in npz.files if k != "meta"}

@@ -48,6 +48,7 @@ class TrainConfig:
     sigma_start: float = 2.0
     sigma_end: float = 0.7
     sigma_steps: int = 200_000
+    kl_warmup: int = 0               # iterations over which the KL weight rises 0 -> 1 (0: always 1)
     adam_beta1: float = 0.9
     adam_beta2: float = 0.999
     adam_eps: float = 1e-8
@@ -58,6 +59,10 @@ class TrainConfig:
 
     def pixel_sigma(self, iteration: int) -> float:
         return anneal(self.sigma_start, self.sigma_end, self.sigma_steps, iteration)
+
+    def kl_weight(self, iteration: int) -> float:
+        """Weight of the KL term in the training loss (the reported ELBO always weighs it 1)."""
+        return anneal(0.0, 1.0, self.kl_warmup, iteration) if self.kl_warmup else 1.0
 
 
 def anneal(start: float, end: float, steps: int, iteration: int) -> float:

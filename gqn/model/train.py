@@ -209,10 +209,10 @@ def train_step(model, optimizer, batch, config: TrainConfig, iteration: int, dev
     with chainer.using_config("train", True):
         r = model.represent(context, context_viewpoints)
         nll, kl, mean = model.elbo(r, query_viewpoint, query, sigma, noise)
-        loss = F.mean(nll + kl)
+        loss = F.mean(nll + config.kl_weight(iteration) * kl)
     xp = device.xp
-    values = chainer.backend.CpuDevice().send(
-        xp.stack([loss.array, nll.array.mean(), kl.array.mean(), ((query - mean.array) ** 2).mean()]))
+    values = chainer.backend.CpuDevice().send(xp.stack(
+        [(nll.array + kl.array).mean(), nll.array.mean(), kl.array.mean(), ((query - mean.array) ** 2).mean()]))
     metrics = dict(zip(("neg_elbo", "nll", "kl", "mse"), map(float, values)))
     finite = bool(np.isfinite(values).all())
     if comm:
