@@ -11,6 +11,7 @@ import click
 
 from gqn import __version__
 from gqn.errors import GqnError
+from gqn.interrupt import Interrupted
 from gqn.renderer.families import DEFAULT_VIEWS, FAMILIES
 
 _SUFFIXES = {"": 1, "k": 1_000, "m": 1_000_000, "g": 1_000_000_000}
@@ -441,8 +442,11 @@ def _one_line_errors(f):
         try:
             code = f(standalone_mode=False)
             sys.exit(code if isinstance(code, int) else 0)
-        except (click.exceptions.Abort, KeyboardInterrupt):  # click turns Ctrl-C into Abort
-            click.echo("Interrupted; complete shards are kept: re-run the same command to resume.", err=True)
+        except (click.exceptions.Abort, KeyboardInterrupt) as e:  # click turns Ctrl-C into Abort
+            cause = e.__cause__ if isinstance(e, click.exceptions.Abort) else e
+            # a loop that stopped cleanly (training) says what it kept
+            click.echo(str(cause) if isinstance(cause, Interrupted) else
+                       "Interrupted; complete shards are kept: re-run the same command to resume.", err=True)
             sys.exit(130)
         except click.ClickException as e:
             e.show()

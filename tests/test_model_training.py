@@ -1,5 +1,7 @@
 """Training: real learning on 16 px data, exact resume, NaN handling, and the CLI's one-line errors."""
 import json
+import re
+import signal
 import sys
 
 import chainer
@@ -14,6 +16,7 @@ from gqn.model.gqn import build_model
 from gqn.model.loader import ShardBatches
 from gqn.model.train import RunOptions, make_optimizer, run_training, train_step
 from gqn.shards import Dataset
+from tests.helpers import gqn, signal_when
 from tests.model_data import TINY, write_dataset
 
 HYPER = {**TINY, "batch_size": 4}
@@ -109,6 +112,22 @@ def test_cli_train_then_evaluate(data, tmp_path, monkeypatch, capsys):
                          "--frames", 4)
     assert code == 0, err
     assert "bits/pixel" in out and (run / "eval" / "metrics.json").exists()
+
+
+def test_ctrl_c_snapshots_the_last_step_and_resume_continues(data, tmp_path):
+    run = tmp_path / "run"
+    tiny = ["--steps", 2, "--hidden", 8, "--canvas", 8, "--r-channels", 16, "--batch-size", 4]
+    args = ["train", data["train"], "--out", run, "--iterations", 100_000, "--log-every", 1, "--snapshot-every",
+            1000, "--no-progress", *tiny]
+    result = signal_when(args, run, lambda d: len(train_losses(d)) >= 3 if (d / "log.jsonl").exists() else False,
+                         sig=signal.SIGINT)
+    assert result.returncode == 130 and "Traceback" not in result.stderr, result.stderr
+    done = int(re.search(r"Interrupted after iteration (\d+);", result.stderr).group(1))
+    assert done >= 3 and "continue with --resume" in result.stderr
+    with np.load(run / "snapshot.npz") as npz:
+        assert json.loads(str(npz["meta"]))["iteration"] == done
+    assert gqn(*args[:5], done + 2, "--resume", "--log-every", 1, "--no-progress", *tiny).returncode == 0
+    assert [i for i, *_ in train_losses(run)][-2:] == [done + 1, done + 2]
 
 
 @pytest.mark.parametrize("case,message", [

@@ -20,6 +20,7 @@ from chainer import optimizers
 from tqdm import tqdm
 
 from gqn.errors import GqnError
+from gqn.interrupt import Interrupted, deferred_ctrl_c
 from gqn.model import snapshot
 from gqn.model.config import ModelConfig, TrainConfig, from_dict
 from gqn.model.device import get_device
@@ -240,37 +241,52 @@ def train(run: Run, options: RunOptions) -> None:
     if run.lead:
         _write_config(run)
     batches = _batches(run, options)
-    window, waited, window_start = [], 0.0, time.perf_counter()
     bar = tqdm(total=options.iterations, initial=run.start, unit="it", dynamic_ncols=True,
                disable=not (options.progress and run.lead))
-    try:
-        for iteration in range(run.start, options.iterations):
-            before = time.perf_counter()
-            batch = next(batches)
-            waited += time.perf_counter() - before
-            try:
-                window.append(train_step(run.model, run.optimizer, batch, run.config, iteration, run.device,
-                                         run.comm))
-            except NonFiniteLoss as e:
-                raise GqnError(f"{e}; stopped. {_kept(run.directory)}")
-            done = iteration + 1
-            bar.set_postfix_str(_summary(window[-1]), refresh=False)
-            bar.update()
-            if run.lead and (done % options.log_every == 0 or done == options.iterations):
-                seconds = time.perf_counter() - window_start
-                log.write({"iteration": done, "split": "train", **_mean(window),
-                           "lr": run.config.learning_rate(iteration), "sigma": run.config.pixel_sigma(iteration),
-                           "scenes_per_s": len(window) * run.config.batch_size * run.ranks / seconds,
-                           "data_wait": waited / seconds})
-                window, waited, window_start = [], 0.0, time.perf_counter()
-            if run.lead and run.test_source is not None and (
-                    done % options.test_every == 0 or done == options.iterations):
-                _test(run, done, log, bar)
-            if run.lead and (done % options.snapshot_every == 0 or done == options.iterations):
-                save_snapshot(run, done)
-    finally:
-        bar.close()
-        batches.close()
+    with deferred_ctrl_c() as stop:
+        try:
+            _loop(run, options, batches, bar, log, stop)
+        finally:
+            bar.close()
+            batches.close()
+
+
+def _loop(run: Run, options: RunOptions, batches, bar, log, stop) -> None:
+    """The iterations; after a Ctrl-C (``stop``) the step in progress finishes and is snapshotted."""
+    window, waited, window_start = [], 0.0, time.perf_counter()
+    for iteration in range(run.start, options.iterations):
+        before = time.perf_counter()
+        batch = next(batches)
+        waited += time.perf_counter() - before
+        try:
+            window.append(train_step(run.model, run.optimizer, batch, run.config, iteration, run.device,
+                                     run.comm))
+        except NonFiniteLoss as e:
+            raise GqnError(f"{e}; stopped. {_kept(run.directory)}")
+        done = iteration + 1
+        bar.set_postfix_str(_summary(window[-1]), refresh=False)
+        bar.update()
+        if run.lead and (done % options.log_every == 0 or done == options.iterations):
+            seconds = time.perf_counter() - window_start
+            log.write({"iteration": done, "split": "train", **_mean(window),
+                       "lr": run.config.learning_rate(iteration), "sigma": run.config.pixel_sigma(iteration),
+                       "scenes_per_s": len(window) * run.config.batch_size * run.ranks / seconds,
+                       "data_wait": waited / seconds})
+            window, waited, window_start = [], 0.0, time.perf_counter()
+        if run.lead and run.test_source is not None and (
+                done % options.test_every == 0 or done == options.iterations):
+            _test(run, done, log, bar)
+        stopping = _stopping(stop, run.comm)
+        if run.lead and (done % options.snapshot_every == 0 or done == options.iterations or stopping):
+            save_snapshot(run, done)
+        if stopping and done < options.iterations:
+            raise Interrupted(f"Interrupted after iteration {done}; {run.directory}/{SNAPSHOT} holds it: "
+                              "continue with --resume")
+
+
+def _stopping(stop, comm) -> bool:
+    """Whether Ctrl-C reached this process (or, under MPI, any rank): all ranks stop after the same step."""
+    return comm.allreduce_obj(int(stop.is_set())) > 0 if comm else stop.is_set()
 
 
 def _batches(run: Run, options: RunOptions):

@@ -1,17 +1,15 @@
 """`gqn render`: render a dataset into shards, resumable, optionally as one part of a larger job."""
 from __future__ import annotations
 
-import contextlib
 import math
 import os
-import signal
-import threading
 import time
 
 import click
 from tqdm import tqdm
 
 from gqn.errors import GqnError
+from gqn.interrupt import deferred_ctrl_c
 from gqn.renderer.stream import RenderConfig, SceneStream, build_family, split
 from gqn.shards import DEFAULT_COMPRESSION, ShardSequence, prepare_output
 
@@ -90,7 +88,7 @@ def _render_shards(config: RenderConfig, todo: list[int], scenes: int, scenes_pe
     sequence = ShardSequence(out, scenes_per_shard, scenes, config.views, config.size,
                              family=config.stored_family, params=params, compression=compression,
                              seed=config.seed)
-    with bar, SceneStream(config, workers, encode=compression) as stream, _deferred_ctrl_c() as stop, sequence:
+    with bar, SceneStream(config, workers, encode=compression) as stream, deferred_ctrl_c() as stop, sequence:
         for chunk in stream.render(ranges):
             if stop.is_set():
                 raise KeyboardInterrupt
@@ -98,26 +96,6 @@ def _render_shards(config: RenderConfig, todo: list[int], scenes: int, scenes_pe
             bar.update(len(chunk.cameras))
             bar.set_postfix_str(f"{(bar.format_dict['rate'] or 0) * config.views:.0f} frames/s", refresh=False)
     return total
-
-
-@contextlib.contextmanager
-def _deferred_ctrl_c():
-    """Turn the first Ctrl-C into a flag the write loop checks between chunks (an interrupt raised inside
-    HDF5's C code could otherwise be swallowed); a second Ctrl-C interrupts at once."""
-    stop = threading.Event()
-    if threading.current_thread() is not threading.main_thread():  # only the main thread gets signals
-        yield stop
-        return
-
-    def handler(signum, frame):
-        stop.set()
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-
-    previous = signal.signal(signal.SIGINT, handler)
-    try:
-        yield stop
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 def _mpi_sum(summary: dict) -> dict:
