@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from gqn.model.evaluate import run_evaluation
-from gqn.model.figures import GAP
+from gqn.model.figures import GAP, GAP_COLOUR
 from gqn.model.orbit import orbit_cameras, orbit_viewpoints
 from gqn.model.train import RunOptions, run_training
 from tests.model_data import TINY, scene_cameras, write_dataset
@@ -34,12 +34,15 @@ def test_evaluate_writes_metrics_grid_and_gifs(run, tmp_path):
     gifs = sorted(tmp_path.glob("orbit_*.gif"))
     assert [p.name for p in gifs] == ["orbit_000000.gif", "orbit_000001.gif"]
     with Image.open(gifs[0]) as gif:
-        assert gif.size == (16, 16)
-        durations = []
+        assert gif.size == (2 * 16 + GAP, 16)   # mean | fixed-noise sample
+        durations, frames = [], []
         for frame in range(gif.n_frames):   # Pillow merges identical consecutive frames, keeping the time
             gif.seek(frame)
             durations.append(gif.info["duration"])
+            frames.append(np.asarray(gif.convert("RGB")))
         assert sum(durations) == 6 * 100
+        assert all((f[:, 16:16 + GAP] == GAP_COLOUR).all() for f in frames)
+        assert any((f[:, :16] != f[:, 16 + GAP:]).any() for f in frames)   # the sample is not the mean
 
 
 def test_orbit_looks_at_the_origin_from_the_scenes_height_and_distance():

@@ -6,7 +6,9 @@ Outputs in the evaluation directory:
   reconstruction MSE (``mse``) and the MSE of the prior's prediction of the unseen query (``prediction_mse``)
 * ``predictions.png``: one row per scene; columns are the K context views, the ground-truth query view,
   the model's mean prediction (every z at its prior mean) and ``samples`` predictions with z sampled
-* ``orbit_SCENE.gif``: the model's mean prediction from a camera circling the scene
+* ``orbit_SCENE.gif``: the model rendering the scene from a camera circling it; each frame shows the mean
+  prediction (left) and one sample (right) whose noise is drawn once per scene and reused in every frame, so
+  the sample is one consistent guess seen from all around rather than a new guess per frame
 """
 from __future__ import annotations
 
@@ -98,8 +100,7 @@ def write_figures(model, source: ShardBatches, out: Path, samples: int, gifs: in
         for row, scene in enumerate(scenes[:gifs]):
             cameras = source.dataset.read_views(int(scene), np.arange(source.views), ("cameras",))["cameras"]
             viewpoints = device.send(orbit_viewpoints(cameras, frames))
-            images = model.predict(device.xp.broadcast_to(r[row], (frames,) + r.shape[1:]), viewpoints)
-            save_gif(to_uint8(chainer.backend.CpuDevice().send(images.array)), out / f"orbit_{scene:06d}.gif")
+            save_gif(_orbit_frames(model, r[row], viewpoints, rng, device), out / f"orbit_{scene:06d}.gif")
 
 
 def _predictions(model, r, viewpoint, samples: int, rng, device):
@@ -110,6 +111,17 @@ def _predictions(model, r, viewpoint, samples: int, rng, device):
     noise = device.send(model.noise(rng, len(repeated_r)))
     sampled = to_uint8(cpu.send(model.predict(repeated_r, repeated_v, noise).array))
     return mean, sampled.reshape((len(r), samples) + sampled.shape[1:])
+
+
+def _orbit_frames(model, r, viewpoints, rng, device) -> np.ndarray:
+    """uint8 frames (F, H, 2W + GAP, 3): the mean prediction and one fixed-noise sample from each viewpoint."""
+    xp, frames = device.xp, len(viewpoints)
+    r = xp.broadcast_to(r, (frames,) + r.shape)
+    noise = model.noise(rng, 1)
+    noise = device.send(np.ascontiguousarray(np.broadcast_to(noise, noise.shape[:1] + (frames,) + noise.shape[2:])))
+    pair = np.stack([to_uint8(chainer.backend.CpuDevice().send(model.predict(r, viewpoints, z).array))
+                     for z in (None, noise)], 1)
+    return np.stack([np.asarray(panel_grid(pair[i:i + 1])) for i in range(frames)])
 
 
 def format_table(metrics: dict) -> str:
