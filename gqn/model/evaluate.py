@@ -105,23 +105,26 @@ def write_figures(model, source: ShardBatches, out: Path, samples: int, gifs: in
 
 def _predictions(model, r, viewpoint, samples: int, rng, device):
     """uint8 mean predictions (B, H, W, 3) and ``samples`` sampled ones (B, samples, H, W, 3)."""
-    xp, cpu = device.xp, chainer.backend.CpuDevice()
-    mean = to_uint8(cpu.send(model.predict(r, viewpoint).array))
+    xp = device.xp
     repeated_r, repeated_v = xp.repeat(r, samples, axis=0), xp.repeat(viewpoint, samples, axis=0)
     noise = device.send(model.noise(rng, len(repeated_r)))
-    sampled = to_uint8(cpu.send(model.predict(repeated_r, repeated_v, noise).array))
-    return mean, sampled.reshape((len(r), samples) + sampled.shape[1:])
+    sampled = _images(model, repeated_r, repeated_v, noise)
+    return _images(model, r, viewpoint), sampled.reshape((len(r), samples) + sampled.shape[1:])
 
 
 def _orbit_frames(model, r, viewpoints, rng, device) -> np.ndarray:
     """uint8 frames (F, H, 2W + GAP, 3): the mean prediction and one fixed-noise sample from each viewpoint."""
     xp, frames = device.xp, len(viewpoints)
     r = xp.broadcast_to(r, (frames,) + r.shape)
-    noise = model.noise(rng, 1)
-    noise = device.send(np.ascontiguousarray(np.broadcast_to(noise, noise.shape[:1] + (frames,) + noise.shape[2:])))
-    pair = np.stack([to_uint8(chainer.backend.CpuDevice().send(model.predict(r, viewpoints, z).array))
-                     for z in (None, noise)], 1)
+    noise = device.send(model.noise(rng, 1))
+    noise = xp.broadcast_to(noise, noise.shape[:1] + (frames,) + noise.shape[2:])
+    pair = np.stack([_images(model, r, viewpoints, z) for z in (None, noise)], 1)
     return np.stack([np.asarray(panel_grid(pair[i:i + 1])) for i in range(frames)])
+
+
+def _images(model, r, viewpoint, noise=None) -> np.ndarray:
+    """``model.predict`` as uint8 images (B, H, W, 3) on the host."""
+    return to_uint8(chainer.backend.CpuDevice().send(model.predict(r, viewpoint, noise).array))
 
 
 def format_table(metrics: dict) -> str:
