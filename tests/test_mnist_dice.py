@@ -99,7 +99,9 @@ def test_a_source_needs_six_classes(tmp_path):
 
 def test_bad_digit_file_is_a_one_line_cli_error(tmp_path):
     bad_files(tmp_path)
-    for name, message in [("truncated-images-idx3-ubyte", "truncated"), ("not-zip.npz", "not a readable")]:
+    (tmp_path / "empty.npz").write_bytes(b"")
+    for name, message in [("truncated-images-idx3-ubyte", "truncated"), ("not-zip.npz", "not a readable"),
+                          ("empty.npz", "not a readable")]:
         result = gqn("render", "mnist-dice", "--digits", tmp_path / name, "--out", tmp_path / "x")
         assert_one_line_error(result, message, name)
         assert not (tmp_path / "x").exists()

@@ -43,7 +43,7 @@ def _open(path):
         raise GqnError(f"{path}: no snapshot (is {path.parent} a training run directory?)")
     try:
         return np.load(path)
-    except (OSError, ValueError, zipfile.BadZipFile) as e:
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile) as e:   # EOFError: an empty file
         raise GqnError(f"{path}: not a readable snapshot ({e})")
 
 

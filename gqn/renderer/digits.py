@@ -86,7 +86,7 @@ def load_npz(path) -> DigitSource:
                 raise GqnError(f"{path}: no x_train array (has {', '.join(f.files) or 'nothing'})")
             images = f["x_train"]
             labels = f["y_train"].astype(int).reshape(-1) if "y_train" in f else np.full(len(images), -1)
-    except (OSError, ValueError, zlib.error) as e:
+    except (OSError, EOFError, ValueError, zlib.error) as e:
         raise GqnError(f"{path}: not a readable .npz file ({e})") from None
     if images.ndim == 4 and images.shape[-1] == 1:
         images = images[..., 0]
