@@ -82,6 +82,44 @@ class MinMax(IntPair):
         return 1 <= low <= high
 
 
+class Duration(click.ParamType):
+    """A wall-clock duration in seconds: ``30m``, ``2h``, ``1h30m``, ``45s``, ``23:50:00`` (h:m:s), ``50:00``
+    (m:s) or ``1-12:00:00`` (days-h:m:s, as SLURM writes them); a bare number is minutes, as in SLURM."""
+
+    name = "duration"
+    _UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, (int, float)):
+            return float(value)
+        text = str(value).strip().lower()
+        seconds = self._clock(text) if ":" in text or "-" in text else self._units(text)
+        if seconds is None or seconds <= 0:
+            self.fail(f"{value!r} is not a duration (examples: 30m, 2h, 1h30m, 23:50:00)", param, ctx)
+        return seconds
+
+    def _units(self, text):
+        if re.fullmatch(r"\d+(\.\d+)?", text):
+            return float(text) * 60
+        parts = re.findall(r"(\d+(?:\.\d+)?)([dhms])", text)
+        if not parts or "".join(n + u for n, u in parts) != text:
+            return None
+        return sum(float(n) * self._UNITS[u] for n, u in parts)
+
+    @staticmethod
+    def _clock(text):
+        m = re.fullmatch(r"(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?", text)
+        if not m:
+            return None
+        days, *fields = m.groups()
+        fields = [int(f) for f in fields if f is not None]
+        if not days and len(fields) == 2:        # m:s
+            fields = [0, *fields]
+        fields += [0] * (3 - len(fields))        # days-h, days-h:m
+        hours, minutes, seconds = fields
+        return int(days or 0) * 86400 + hours * 3600 + minutes * 60 + seconds
+
+
 def _check_size(ctx, param, value):
     if value is not None and (value < 8 or value % 4):
         raise click.BadParameter(f"{value}: image size must be a multiple of 4 and at least 8")
@@ -340,6 +378,9 @@ def _render_source(family, size, views, seed, params, workers, save, anti_aliasi
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its snapshot.")
 @click.option("--iterations", type=Count(), default="2M", show_default=True,
               help="Train until this many iterations in total (accepts 500k, 2M).")
+@click.option("--time-limit", type=Duration(), default=None,
+              help="Stop after this wall-clock time (30m, 2h, 23:50:00): finish the step, snapshot, exit 0; "
+                   "continue with --resume (for job schedulers' wall-time limits).")
 @click.option("--batch-size", type=click.IntRange(1), default=36, show_default=True)
 @click.option("--context", type=MinMax(), default=None,
               help="Context views per batch, drawn per batch [default: 1-(views-1)].")
@@ -360,9 +401,21 @@ def _render_source(family, size, views, seed, params, workers, save, anti_aliasi
               help="Pixel standard deviation of the likelihood at iteration 0.")
 @click.option("--sigma-end", type=click.FloatRange(0, min_open=True), default=0.7, show_default=True)
 @click.option("--sigma-steps", type=Count(), default="200k", show_default=True)
+@click.option("--objective", type=click.Choice(["paper", "fixed-sigma", "calibrated", "geco"]),
+              default="paper", show_default=True,
+              help="The training loss: paper (sigma annealed --sigma-start -> --sigma-end), fixed-sigma "
+                   "(--sigma), calibrated (sigma^2 = the batch's MSE) or geco (least KL with MSE <= "
+                   "--geco-kappa). The default predicted unseen views best in bench/quality.py; see the "
+                   "README's 'Training objectives'.")
+@click.option("--sigma", type=click.FloatRange(0, min_open=True), default=0.25, show_default=True,
+              help="fixed-sigma: the pixel sigma; geco: the sigma its multiplier starts from.")
+@click.option("--geco-kappa", type=click.FloatRange(0, min_open=True), default=0.005, show_default=True,
+              help="geco: the target mean squared error of the reconstruction (images in [-0.5, 0.5)).")
+@click.option("--geco-rate", type=click.FloatRange(0, min_open=True), default=0.01, show_default=True,
+              help="geco: how fast the multiplier follows the constraint.")
 @click.option("--kl-warmup", type=Count(minimum=0), default="0", show_default=True,
-              help="Iterations over which the KL term's weight in the loss rises from 0 to 1, against "
-                   "posterior collapse in short runs (0: the paper's loss throughout).")
+              help="Iterations over which the KL term's weight in the loss rises from 0 to 1 (any objective; "
+                   "0: full weight throughout).")
 @click.option("--adam-beta1", type=click.FloatRange(0, 1, max_open=True), default=0.9, show_default=True)
 @click.option("--adam-beta2", type=click.FloatRange(0, 1, max_open=True), default=0.999, show_default=True)
 @click.option("--adam-eps", type=click.FloatRange(0, min_open=True), default=1e-8, show_default=True)
@@ -379,7 +432,7 @@ def _render_source(family, size, views, seed, params, workers, save, anti_aliasi
               help="Data loader processes (0: load in the training process).")
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
 @click.pass_context
-def train(ctx, data, out, resume, test, context, iterations, snapshot_every, log_every, test_every,
+def train(ctx, data, out, resume, test, context, iterations, time_limit, snapshot_every, log_every, test_every,
           test_scenes, gpu, workers, progress, render_family, render_size, render_views, render_seed,
           render_params, render_workers, render_anti_aliasing, save_rendered, communicator, **hyper):
     """Train a GQN on the shards in DATA, or on scenes rendered on the fly (--render FAMILY).
@@ -405,8 +458,11 @@ def train(ctx, data, out, resume, test, context, iterations, snapshot_every, log
     source = _render_source(render_family, render_size, render_views, render_seed, render_params,
                             render_workers, save_rendered, render_anti_aliasing)
     options = RunOptions(iterations, snapshot_every, log_every, test_every, test_scenes, gpu, workers, progress,
-                         communicator)
-    run_training(source or data, out, hyper, explicit, options, resume=resume, test=test)
+                         communicator, time_limit)
+    done = run_training(source or data, out, hyper, explicit, options, resume=resume, test=test)
+    if done < iterations:
+        click.echo(f"Time limit reached after iteration {done} of {iterations}; {out}/snapshot.npz holds it: "
+                   "continue with the same command plus --resume")
 
 
 @cli.command()

@@ -9,7 +9,8 @@ from gqn.model.config import ModelConfig, TrainConfig, anneal
 from gqn.model.cores import ConvLSTM, GaussianHead
 from gqn.model.gqn import build_model
 from gqn.model.images import to_model, to_uint8
-from gqn.model.loss import bits_per_pixel, gaussian_kl, gaussian_nll
+from gqn.model.loss import (bits_per_pixel, calibrated_sigma, gaussian_kl, gaussian_nll, reported_nll,
+                            squared_error)
 from gqn.model.representation import Pool, Tower, broadcast_map
 from tests.model_data import TINY
 
@@ -63,10 +64,11 @@ def test_gqn_shapes(representation, shared):
     assert r.shape == ((2, 16, 4, 6) if representation == "tower" else (2, 16, 1, 1))
     noise = model.noise(np.random.default_rng(0), 2)
     assert noise.shape == (2, 2, 3, 4, 6) and noise.dtype == np.float32
-    nll, kl, mean = model.elbo(r, query_viewpoint, query, 2.0, noise)
-    assert nll.shape == kl.shape == (2,) and mean.shape == query.shape and mean.dtype == np.float32
+    sse, kl, mean = model.elbo(r, query_viewpoint, query, noise)
+    assert sse.shape == kl.shape == (2,) and mean.shape == query.shape and mean.dtype == np.float32
+    assert np.allclose(sse.array, ((query - mean.array) ** 2).sum(axis=(1, 2, 3)), rtol=1e-5)
     assert (kl.array >= 0).all()
-    F.mean(nll + kl).backward()
+    F.mean(sse + kl).backward()
     assert all(p.grad is not None for p in model.params())
     assert model.predict(r, query_viewpoint).shape == model.predict(r, query_viewpoint, noise).shape == query.shape
     assert len(model.generation) == (1 if shared else 2)
@@ -99,7 +101,17 @@ def test_nll_matches_closed_form():
     x, mean = np.zeros((1, 3, 2, 2), np.float32), np.full((1, 3, 2, 2), 0.5, np.float32)
     sigma = 0.7
     per_value = 0.5 * (0.5 / sigma) ** 2 + np.log(sigma) + 0.5 * np.log(2 * np.pi)
-    assert np.allclose(gaussian_nll(x, mean, sigma).array, 12 * per_value, rtol=1e-6)
+    sse = squared_error(x, mean).array
+    assert np.allclose(gaussian_nll(sse, 12, sigma), 12 * per_value, rtol=1e-6)
+
+
+def test_reported_nll_is_the_nll_at_the_calibrated_sigma():
+    # sigma^2 = MSE maximises the likelihood: the reported NLL is below the NLL at any other sigma
+    mse, d = 0.01, 12
+    assert calibrated_sigma(mse) == pytest.approx(0.1)
+    assert reported_nll(mse, d) == pytest.approx(gaussian_nll(mse * d, d, 0.1))
+    assert all(reported_nll(mse, d) < gaussian_nll(mse * d, d, s) for s in (0.05, 0.09, 0.11, 0.7))
+    assert calibrated_sigma(0.0) == 1 / 256
 
 
 def test_bits_per_pixel_of_a_uniform_density_is_8():

@@ -8,12 +8,14 @@ import chainer
 import numpy as np
 import pytest
 
-from gqn.cli import main
+from gqn.cli import Duration, main
 from gqn.errors import GqnError
 from gqn.model.config import ModelConfig, TrainConfig
 from gqn.model.device import get_device
 from gqn.model.gqn import build_model
 from gqn.model.loader import ShardBatches
+from gqn.model.loss import reported_nll
+from gqn.model.objective import Objective
 from gqn.model.train import RunOptions, make_optimizer, run_training, train_step
 from gqn.shards import Dataset
 from tests.helpers import gqn, signal_when
@@ -80,6 +82,70 @@ def test_resume_continues_exactly(data, tmp_path):
     assert [i for i, _, _ in train_losses(tmp_path / "resumed")] == [1, 2, 3, 4, 5, 6]
 
 
+def snapshot_meta(run):
+    with np.load(run / "snapshot.npz") as npz:
+        return json.loads(str(npz["meta"]))
+
+
+def test_time_limit_stops_after_the_step_and_resume_continues_exactly(data, tmp_path):
+    """A run stopped by --time-limit and resumed equals an uninterrupted one, GECO's multiplier included."""
+    geco = {"objective": "geco", "geco_kappa": 0.001}
+    train_run(data["train"], tmp_path / "straight", 5, **geco)
+    options = RunOptions(5, snapshot_every=1000, log_every=1, workers=0, progress=False, time_limit=1e-3)
+    assert run_training(data["train"], tmp_path / "limited", {**HYPER, **geco}, set(), options) == 1
+    assert snapshot_meta(tmp_path / "limited")["iteration"] == 1
+    train_run(data["train"], tmp_path / "limited", 5, resume=True, **geco)
+    a, b = snapshot_arrays(tmp_path / "straight"), snapshot_arrays(tmp_path / "limited")
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+    state = snapshot_meta(tmp_path / "limited")["objective_state"]
+    assert state == snapshot_meta(tmp_path / "straight")["objective_state"]
+    assert state["log_lambda"] > -2 * np.log(0.25)   # the error is above kappa: the multiplier rose
+    assert train_losses(tmp_path / "straight") == train_losses(tmp_path / "limited")
+
+
+def test_cli_time_limit_exits_0_with_how_to_continue(data, tmp_path):
+    tiny = ["--steps", 2, "--hidden", 8, "--canvas", 8, "--r-channels", 16, "--batch-size", 4]
+    result = gqn("train", data["train"], "--out", tmp_path / "run", "--iterations", "1M", "--time-limit", "2s",
+                 "--workers", 0, "--no-progress", *tiny)
+    assert result.returncode == 0, result.stderr
+    done = int(re.search(r"Time limit reached after iteration (\d+) of 1000000", result.stdout).group(1))
+    assert "plus --resume" in result.stdout and snapshot_meta(tmp_path / "run")["iteration"] == done
+    bad = gqn("train", data["train"], "--out", tmp_path / "bad", "--time-limit", "soon")
+    assert bad.returncode == 2 and "'soon' is not a duration" in bad.stderr
+
+
+@pytest.mark.parametrize("text,seconds", [("30m", 1800), ("2h", 7200), ("1h30m", 5400), ("45s", 45), ("90", 5400),
+                                          ("23:50:00", 85800), ("50:00", 3000), ("1-12:00:00", 129600)])
+def test_durations(text, seconds):
+    assert Duration().convert(text, None, None) == seconds
+
+
+@pytest.mark.parametrize("objective", ["paper", "fixed-sigma", "calibrated", "geco"])
+def test_every_objective_learns_a_fixed_batch(data, objective):
+    """Each objective lowers the reconstruction error of a batch it sees again and again; the reported
+    negative ELBO is the one at the batch's calibrated sigma whatever the objective."""
+    config = TrainConfig(batch_size=8, lr_start=5e-3, lr_end=5e-3, context_max=4, objective=objective)
+    model = build_model(ModelConfig(16, 16, **TINY), seed=0)
+    optimizer, objective_state = make_optimizer(model, config), Objective(config)
+    batch = ShardBatches(Dataset(data["train"]), 8, (2, 2), seed=0).batch(0)
+    steps = [train_step(model, optimizer, batch, config, i, get_device(None), objective=objective_state)
+             for i in range(40)]
+    assert np.mean([m["mse"] for m in steps[-5:]]) < 0.7 * np.mean([m["mse"] for m in steps[:5]])
+    last = steps[-1]
+    assert last["nll"] == pytest.approx(reported_nll(last["mse"], 3 * 16 * 16))
+
+
+def test_geco_multiplier_follows_the_constraint():
+    objective = Objective(TrainConfig(objective="geco", geco_kappa=0.01, geco_rate=0.1, sigma=0.5))
+    assert objective.training_sigma(0, 1.0) == pytest.approx(0.5)
+    objective.update(0.05)                 # 5x kappa: the step is clipped to +rate
+    assert objective.log_lambda == pytest.approx(-2 * np.log(0.5) + 0.1)
+    for _ in range(600):   # far below kappa: once the moving average turns, the multiplier falls
+        objective.update(0.001)
+    assert objective.log_lambda < -2 * np.log(0.5)
+    assert Objective(objective.config, objective.state()).log_lambda == objective.log_lambda
+
+
 def test_nan_loss_stops_and_keeps_the_last_good_snapshot(data, tmp_path):
     run = tmp_path / "run"
     train_run(data["train"], run, 3)
@@ -98,6 +164,15 @@ def cli(monkeypatch, capsys, *args):
         main()
     out, err = capsys.readouterr()
     return exit_info.value.code, out, err
+
+
+def test_an_empty_snapshot_is_a_one_line_error_not_an_interruption(data, tmp_path, monkeypatch, capsys):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "snapshot.npz").write_bytes(b"")
+    for args in (["train", data["train"], "--out", tmp_path / "run", "--resume", "--workers", 0],
+                 ["evaluate", tmp_path / "run", "--data", data["test"]]):
+        code, _, err = cli(monkeypatch, capsys, *args)
+        assert code == 1 and err.startswith("Error: ") and "not a readable snapshot (No data left in file)" in err, err
 
 
 def test_cli_train_then_evaluate(data, tmp_path, monkeypatch, capsys):

@@ -10,6 +10,7 @@ from dataclasses import dataclass, fields
 from gqn.errors import GqnError
 
 REPRESENTATIONS = ("tower", "pool")
+OBJECTIVES = ("paper", "fixed-sigma", "calibrated", "geco")
 
 
 @dataclass(frozen=True)
@@ -48,16 +49,25 @@ class TrainConfig:
     sigma_start: float = 2.0
     sigma_end: float = 0.7
     sigma_steps: int = 200_000
+    objective: str = "paper"         # paper | fixed-sigma | calibrated | geco (gqn.model.objective)
+    sigma: float = 0.25              # fixed-sigma: the pixel sigma; geco: the sigma its multiplier starts at
+    geco_kappa: float = 0.005        # geco: the target mean squared error of the reconstruction
+    geco_rate: float = 0.01          # geco: step of log lambda per unit of relative constraint violation
     kl_warmup: int = 0               # iterations over which the KL weight rises 0 -> 1 (0: always 1)
     adam_beta1: float = 0.9
     adam_beta2: float = 0.999
     adam_eps: float = 1e-8
     seed: int = 0
 
+    def __post_init__(self):
+        if self.objective not in OBJECTIVES:
+            raise GqnError(f"unknown objective {self.objective!r}; choose one of {', '.join(OBJECTIVES)}")
+
     def learning_rate(self, iteration: int) -> float:
         return anneal(self.lr_start, self.lr_end, self.lr_steps, iteration)
 
     def pixel_sigma(self, iteration: int) -> float:
+        """The paper objective's annealed pixel sigma."""
         return anneal(self.sigma_start, self.sigma_end, self.sigma_steps, iteration)
 
     def kl_weight(self, iteration: int) -> float:

@@ -2,57 +2,76 @@
 
 Outputs in the evaluation directory:
 
-* ``metrics.json``: negative ELBO (nats per image), its NLL and KL terms, bits per pixel, the posterior
-  reconstruction MSE (``mse``) and the MSE of the prior's prediction of the unseen query (``prediction_mse``)
+* ``metrics.json``: negative ELBO (nats per image) at the calibrated pixel sigma (sigma^2 = the reconstruction
+  MSE, ``sigma``), its NLL and KL terms, bits per pixel, the posterior reconstruction MSE (``mse``), the MSE
+  of the prior's mean prediction of the unseen query (``prediction_mse``), the baselines' MSE on the same
+  queries (``mean_image_mse``: the training set's mean image; ``nearest_view_mse``: the context view whose
+  camera looks most nearly the query's way) and ``prediction_ratio`` = prediction / mean-image MSE
 * ``predictions.png``: one row per scene; columns are the K context views, the ground-truth query view,
   the model's mean prediction (every z at its prior mean) and ``samples`` predictions with z sampled
-* ``orbit_SCENE.gif``: the model rendering the scene from a camera circling it; each frame shows the mean
-  prediction (left) and one sample (right) whose noise is drawn once per scene and reused in every frame, so
-  the sample is one consistent guess seen from all around rather than a new guess per frame
+* ``predictions.png`` has a heading over each column and enlarges images narrower than 64 px
+* ``orbit_SCENE.gif``: the model rendering the scene from a camera circling it; each frame shows, for rendered
+  datasets, the true scene rendered from that camera (left), then the mean prediction and one sample whose
+  noise is drawn once per scene and reused in every frame, so the sample is one consistent guess seen from
+  all around rather than a new guess per frame
+* ``curves.png``: the run's training and held-out curves (``log.jsonl``)
 """
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import chainer
 import numpy as np
 
+from gqn.errors import GqnError
 from gqn.model import snapshot
+from gqn.model.baselines import baseline_errors, mean_image
 from gqn.model.config import ModelConfig, TrainConfig, from_dict
 from gqn.model.device import get_device
-from gqn.model.figures import panel_grid, save_gif
+from gqn.model.figures import panel_grid, panel_scale, plot_curves, save_gif
 from gqn.model.gqn import build_model
 from gqn.model.images import model_inputs, to_uint8
 from gqn.model.loader import NOISE_STREAM, ShardBatches, batch_rng
-from gqn.model.loss import bits_per_pixel
-from gqn.model.orbit import orbit_viewpoints
-from gqn.model.train import SNAPSHOT, check_image_size
-from gqn.shards import Dataset
+from gqn.model.loss import bits_per_pixel, calibrated_sigma, reported_nll
+from gqn.model.orbit import orbit_cameras
+from gqn.model.train import CURVES, LOG, SNAPSHOT, check_image_size
+from gqn.renderer.stream import SceneStream, dataset_render_config
+from gqn.shards import Dataset, viewpoints_from_cameras
 
 METRICS = "metrics.json"
 GRID = "predictions.png"
 
 
-def measure(model, source: ShardBatches, sigma: float, device) -> dict:
-    """Mean metrics per scene over every batch of a sequential ``source``."""
-    totals, scenes = 0, 0
+def measure(model, source: ShardBatches, device, mean_image=None) -> dict:
+    """Mean metrics per scene over every batch of a sequential ``source``, and the baselines' errors on the
+    same query views (the mean-image one when ``mean_image`` is given; ``gqn.model.baselines``)."""
+    totals, scenes = {}, 0
     with chainer.using_config("train", False), chainer.no_backprop_mode():
         for index in range(source.num_batches):
-            context, context_viewpoints, query, viewpoint = model_inputs(source.batch(index), device)
+            batch = source.batch(index)
+            context, context_viewpoints, query, viewpoint = model_inputs(batch, device)
             noise = device.send(model.noise(batch_rng(source.seed, index, NOISE_STREAM), len(query)))
             r = model.represent(context, context_viewpoints)
-            nll, kl, mean = model.elbo(r, viewpoint, query, sigma, noise)
+            _, kl, mean = model.elbo(r, viewpoint, query, noise)
             prediction = model.predict(r, viewpoint)
-            xp = device.xp
-            values = xp.stack([nll.array.sum(), kl.array.sum(), _mse(query, mean.array).sum(),
-                               _mse(query, prediction.array).sum()])
-            totals = totals + chainer.backend.CpuDevice().send(values).astype(np.float64)
+            values = chainer.backend.CpuDevice().send(device.xp.stack(
+                [kl.array, _mse(query, mean.array), _mse(query, prediction.array)]))
+            errors = {"kl": values[0], "mse": values[1], "prediction_mse": values[2],
+                      **baseline_errors(batch, mean_image)}
+            for name, value in errors.items():
+                totals[name] = totals.get(name, 0.0) + float(np.sum(value, dtype=np.float64))
             scenes += len(query)
-    nll, kl, mse, prediction_mse = (float(v) for v in totals / scenes)
-    return {"neg_elbo": nll + kl, "nll": nll, "kl": kl,
-            "bits_per_pixel": bits_per_pixel(nll + kl, 3 * source.height * source.width),
-            "mse": mse, "prediction_mse": prediction_mse, "scenes": scenes, "sigma": sigma}
+    m = {name: total / scenes for name, total in totals.items()}
+    sub_pixels = 3 * source.height * source.width
+    nll = reported_nll(m["mse"], sub_pixels)
+    metrics = {"neg_elbo": nll + m["kl"], "nll": nll, "kl": m["kl"],
+               "bits_per_pixel": bits_per_pixel(nll + m["kl"], sub_pixels), "sigma": calibrated_sigma(m["mse"]),
+               **{name: m[name] for name in m if name != "kl"}, "scenes": scenes}
+    if "mean_image_mse" in metrics:
+        metrics["prediction_ratio"] = metrics["prediction_mse"] / metrics["mean_image_mse"]
+    return metrics
 
 
 def _mse(x, y):
@@ -74,15 +93,29 @@ def run_evaluation(run, data, out=None, scenes: int = 256, batch_size: int = 16,
     model = build_model(model_config, config.seed)
     snapshot.load_state(run / SNAPSHOT, model)
     model.to_device(device)
-    sigma = config.pixel_sigma(meta["iteration"] - 1)
     source = ShardBatches(dataset, batch_size, context, seed, sequential=True, scenes=scenes)
+    mean, mean_source = _mean_image(meta["data"], dataset)
     metrics = {"run": str(run), "iteration": meta["iteration"], "data": str(data),
-               **measure(model, source, sigma, device)}
+               **measure(model, source, device, mean), "mean_image_of": mean_source}
     out.mkdir(parents=True, exist_ok=True)
     (out / METRICS).write_text(json.dumps(metrics, indent=2) + "\n")
     figure_source = ShardBatches(dataset, min(rows, source.scenes), context, seed, sequential=True)
     write_figures(model, figure_source, out, samples, gifs, frames, device)
+    if (run / LOG).exists():
+        plot_curves(run / LOG, out / CURVES)
     return metrics
+
+
+def _mean_image(train_data: str, evaluated: Dataset):
+    """The training set's mean image, or the evaluated set's when the training shards cannot be read (a run
+    trained on scenes rendered on the fly, or whose data moved); and the directory it came from."""
+    try:
+        dataset = Dataset(train_data)
+    except GqnError:
+        dataset = evaluated
+    if (dataset.height, dataset.width) != (evaluated.height, evaluated.width):
+        dataset = evaluated
+    return mean_image(dataset), str(dataset.directory)
 
 
 def write_figures(model, source: ShardBatches, out: Path, samples: int, gifs: int, frames: int,
@@ -90,17 +123,46 @@ def write_figures(model, source: ShardBatches, out: Path, samples: int, gifs: in
     """``predictions.png`` for the scenes of ``source.batch(0)``, and orbit GIFs of the first ``gifs``."""
     batch = source.batch(0)
     scenes = source.plan(0)[0]
+    scale = panel_scale(source.width)
     with chainer.using_config("train", False), chainer.no_backprop_mode():
         context, context_viewpoints, _, viewpoint = model_inputs(batch, device)
         r = model.represent(context, context_viewpoints).array
         rng = batch_rng(source.seed, 0, NOISE_STREAM)
         mean, sampled = _predictions(model, r, viewpoint, samples, rng, device)
         panels = np.concatenate([batch.context_images, batch.query_image[:, None], mean[:, None], sampled], 1)
-        panel_grid(panels).save(out / GRID)
-        for row, scene in enumerate(scenes[:gifs]):
-            cameras = source.dataset.read_views(int(scene), np.arange(source.views), ("cameras",))["cameras"]
-            viewpoints = device.send(orbit_viewpoints(cameras, frames))
-            save_gif(_orbit_frames(model, r[row], viewpoints, rng, device), out / f"orbit_{scene:06d}.gif")
+        headings = ([f"context {i + 1}" for i in range(batch.context_images.shape[1])] + ["truth", "mean"]
+                    + [f"sample {i + 1}" for i in range(samples)])
+        panel_grid(panels, headings, scale).save(out / GRID)
+        orbits = {int(s): orbit_cameras(source.dataset.read_views(int(s), np.arange(source.views),
+                                                                  ("cameras",))["cameras"], frames)
+                  for s in scenes[:gifs]}
+        truth = true_orbits(source.dataset, orbits, frames)
+        for row, scene in enumerate(orbits):
+            model_frames = _orbit_frames(model, r[row], device.send(viewpoints_from_cameras(orbits[scene])), rng,
+                                         device)
+            headings = ["mean", "sample"]
+            if truth:
+                model_frames = np.concatenate([truth[scene][:, None], model_frames], 1)
+                headings = ["truth", *headings]
+            gif = [np.asarray(panel_grid(model_frames[i:i + 1], headings, scale)) for i in range(frames)]
+            save_gif(np.stack(gif), out / f"orbit_{scene:06d}.gif")
+
+
+def true_orbits(dataset: Dataset, orbits: dict, frames: int) -> dict | None:
+    """The true frames of rendered scenes along their orbits, {scene: (F, H, W, 3)}, rendered through the
+    renderer's stream (its worker process owns the GL context); None for data the renderer did not make, or
+    when rendering is not possible here (a warning says why)."""
+    config = dataset_render_config(dataset.attrs, frames)
+    if config is None or not orbits:
+        return None
+    first = int(dataset.attrs.get("first_scene", 0))
+    try:
+        with SceneStream(config, workers=1) as stream:
+            images = stream.render_posed((first + scene, poses) for scene, poses in orbits.items())
+            return dict(zip(orbits, images))
+    except GqnError as e:
+        print(f"warning: orbit GIFs without the true scene ({e})", file=sys.stderr)
+        return None
 
 
 def _predictions(model, r, viewpoint, samples: int, rng, device):
@@ -113,13 +175,12 @@ def _predictions(model, r, viewpoint, samples: int, rng, device):
 
 
 def _orbit_frames(model, r, viewpoints, rng, device) -> np.ndarray:
-    """uint8 frames (F, H, 2W + GAP, 3): the mean prediction and one fixed-noise sample from each viewpoint."""
+    """uint8 panels (F, 2, H, W, 3): the mean prediction and one fixed-noise sample from each viewpoint."""
     xp, frames = device.xp, len(viewpoints)
     r = xp.broadcast_to(r, (frames,) + r.shape)
     noise = device.send(model.noise(rng, 1))
     noise = xp.broadcast_to(noise, noise.shape[:1] + (frames,) + noise.shape[2:])
-    pair = np.stack([_images(model, r, viewpoints, z) for z in (None, noise)], 1)
-    return np.stack([np.asarray(panel_grid(pair[i:i + 1])) for i in range(frames)])
+    return np.stack([_images(model, r, viewpoints, z) for z in (None, noise)], 1)
 
 
 def _images(model, r, viewpoint, noise=None) -> np.ndarray:
@@ -129,11 +190,14 @@ def _images(model, r, viewpoint, noise=None) -> np.ndarray:
 
 def format_table(metrics: dict) -> str:
     rows = [("negative ELBO", f"{metrics['neg_elbo']:.2f} nats/image"),
-            ("  NLL", f"{metrics['nll']:.2f} nats/image (pixel sigma {metrics['sigma']:.3f})"),
+            ("  NLL", f"{metrics['nll']:.2f} nats/image (calibrated pixel sigma {metrics['sigma']:.4f})"),
             ("  KL", f"{metrics['kl']:.2f} nats/image"),
             ("bits/pixel", f"{metrics['bits_per_pixel']:.4f}"),
             ("MSE (reconstruction)", f"{metrics['mse']:.6f}"),
             ("MSE (prediction)", f"{metrics['prediction_mse']:.6f}"),
+            ("MSE (mean image)", f"{metrics['mean_image_mse']:.6f}"),
+            ("MSE (nearest context view)", f"{metrics['nearest_view_mse']:.6f}"),
+            ("prediction / mean image", f"{metrics['prediction_ratio']:.3f}"),
             ("scenes", str(metrics["scenes"]))]
     width = max(len(name) for name, _ in rows)
     return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)

@@ -1,25 +1,92 @@
-"""Pictures of predictions: PNG panel grids and GIF animations (Pillow)."""
+"""Pictures of predictions: labelled PNG panel grids, GIF animations (Pillow) and training curves."""
 from __future__ import annotations
 
+import json
+import math
+from pathlib import Path
+
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 GAP = 2             # pixels between grid panels
 GAP_COLOUR = 128    # grey, visible against black and white backgrounds
+MIN_PANEL = 64      # small images are enlarged (nearest neighbour, whole multiples) to at least this width
+HEADING = 16        # height of the heading band above the columns
+HEADING_FONT = 11
 
 
-def panel_grid(panels: np.ndarray) -> Image.Image:
-    """uint8 panels (R, C, H, W, 3) -> one image of R rows and C columns, GAP pixels apart:
-    (C * W + (C - 1) * GAP) wide and (R * H + (R - 1) * GAP) high."""
+def panel_scale(width: int) -> int:
+    """The whole enlargement that makes a panel ``width`` pixels wide at least MIN_PANEL wide."""
+    return max(1, math.ceil(MIN_PANEL / width))
+
+
+def panel_grid(panels: np.ndarray, headings: list[str] | None = None, scale: int = 1) -> Image.Image:
+    """uint8 panels (R, C, H, W, 3) -> one image of R rows and C columns, each panel enlarged ``scale``
+    times and GAP pixels apart: (C * W' + (C - 1) * GAP) wide and (R * H' + (R - 1) * GAP) high for
+    H', W' = scale * (H, W), plus a HEADING band with the C ``headings`` on top when they are given."""
+    if scale > 1:
+        panels = panels.repeat(scale, axis=2).repeat(scale, axis=3)
     rows, cols, h, w, _ = panels.shape
-    canvas = np.full((rows * (h + GAP) - GAP, cols * (w + GAP) - GAP, 3), GAP_COLOUR, np.uint8)
+    top = HEADING if headings else 0
+    canvas = np.full((top + rows * (h + GAP) - GAP, cols * (w + GAP) - GAP, 3), GAP_COLOUR, np.uint8)
     for i in range(rows):
         for j in range(cols):
-            canvas[i * (h + GAP):i * (h + GAP) + h, j * (w + GAP):j * (w + GAP) + w] = panels[i, j]
-    return Image.fromarray(canvas)
+            y, x = top + i * (h + GAP), j * (w + GAP)
+            canvas[y:y + h, x:x + w] = panels[i, j]
+    image = Image.fromarray(canvas)
+    if headings:
+        _draw_headings(image, headings, w)
+    return image
+
+
+def _draw_headings(image: Image.Image, headings: list[str], width: int) -> None:
+    """Black band on top with each column's heading centred over it in white."""
+    draw = ImageDraw.Draw(image)
+    draw.rectangle((0, 0, image.width, HEADING - 1), fill=(0, 0, 0))
+    font = ImageFont.load_default(size=HEADING_FONT)
+    for j, text in enumerate(headings):
+        centre = j * (width + GAP) + width / 2
+        draw.text((centre, HEADING / 2), text, fill=(255, 255, 255), font=font, anchor="mm")
 
 
 def save_gif(frames: np.ndarray, path, duration_ms: int = 100) -> None:
     """uint8 frames (N, H, W, 3) as a looping GIF (Pillow merges identical consecutive frames)."""
     images = [Image.fromarray(frame) for frame in frames]
     images[0].save(path, save_all=True, append_images=images[1:], duration=duration_ms, loop=0)
+
+
+CURVES = (("bits_per_pixel", "bits/pixel (calibrated sigma)"), ("kl", "KL (nats/image)"),
+          ("mse", "MSE"))
+
+
+def plot_curves(log_path, out_path) -> None:
+    """``curves.png`` from a run's ``log.jsonl``: training and held-out bits/pixel, KL and MSE against
+    iterations; the MSE panel adds the held-out prediction and its baselines when they were measured."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    entries = [json.loads(line) for line in Path(log_path).read_text().splitlines() if line.strip()]
+    splits = {split: [e for e in entries if e["split"] == split] for split in ("train", "test")}
+    figure, axes = plt.subplots(1, len(CURVES), figsize=(4.2 * len(CURVES), 3.4), constrained_layout=True)
+    for axis, (key, title) in zip(axes, CURVES):
+        for split, style in (("train", "-"), ("test", "o-")):
+            points = splits[split]
+            if points:
+                axis.plot([e["iteration"] for e in points], [e[key] for e in points], style,
+                          label=f"{split} (posterior)" if key == "mse" else split, markersize=3)
+        axis.set_title(title)
+        axis.set_xlabel("iteration")
+    test = splits["test"]
+    for key, label in (("prediction_mse", "test prediction (prior mean)"), ("mean_image_mse", "mean image"),
+                       ("nearest_view_mse", "nearest context view")):
+        if test and key in test[0]:
+            axes[-1].plot([e["iteration"] for e in test], [e[key] for e in test], "s--" if "prediction" in key
+                          else ":", label=label, markersize=3)
+    axes[-1].set_yscale("log")
+    for axis in axes:
+        axis.legend(fontsize=7)
+        axis.grid(alpha=0.3)
+    figure.savefig(out_path, dpi=100)
+    plt.close(figure)

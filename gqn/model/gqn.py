@@ -23,7 +23,7 @@ import numpy as np
 from gqn.model.config import ModelConfig
 from gqn.model.conv import Convolution2D
 from gqn.model.cores import SPACE_TO_DEPTH, ConvLSTM, GenerationCore, InferenceCore
-from gqn.model.loss import gaussian_kl, gaussian_nll
+from gqn.model.loss import gaussian_kl, squared_error
 from gqn.model.representation import broadcast_map, make_representation
 
 
@@ -47,8 +47,9 @@ class GQN(chainer.Chain):
         r = self.representation(images.reshape((b * k,) + images.shape[2:]), viewpoints.reshape(b * k, -1))
         return F.sum(F.reshape(r, (b, k) + r.shape[1:]), axis=1)
 
-    def elbo(self, r, viewpoint, image, sigma: float, noise):
-        """Posterior pass over the query: per-scene NLL and KL (B,) and the reconstructed mean image."""
+    def elbo(self, r, viewpoint, image, noise):
+        """Posterior pass over the query: the terms of its negative ELBO, per scene (B,): the squared error of
+        the reconstruction summed over sub-pixels and the KL; and the reconstructed mean image."""
         size = self.config.core_size
         conditioning = self._conditioning(r, viewpoint)
         query = F.concat((F.space2depth(image, SPACE_TO_DEPTH), conditioning), axis=1)
@@ -65,7 +66,7 @@ class GQN(chainer.Chain):
             return mean + F.exp(0.5 * ln_var) * noise[step]
 
         mean = self._generate(conditioning, posterior)
-        return gaussian_nll(image, mean, sigma), sum(kl), mean
+        return squared_error(image, mean), sum(kl), mean
 
     def predict(self, r, viewpoint, noise=None):
         """Image means generated from the prior: z sampled with ``noise``, or the prior means if None."""

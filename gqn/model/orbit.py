@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from gqn.shards import viewpoints_from_cameras
-
 
 def orbit_cameras(cameras: np.ndarray, frames: int) -> np.ndarray:
     """Raw poses (frames, 5) = x, y, z, yaw, pitch on a horizontal circle around the y axis, looking at the
@@ -22,8 +20,3 @@ def orbit_cameras(cameras: np.ndarray, frames: int) -> np.ndarray:
     yaw = np.arctan2(direction[:, 0], direction[:, 2])
     pitch = np.arcsin(direction[:, 1])
     return np.concatenate([position, yaw[:, None], pitch[:, None]], 1).astype(np.float32)
-
-
-def orbit_viewpoints(cameras: np.ndarray, frames: int) -> np.ndarray:
-    """The 7-D viewpoints (frames, 7) of ``orbit_cameras``."""
-    return viewpoints_from_cameras(orbit_cameras(cameras, frames))

@@ -22,12 +22,15 @@ from tqdm import tqdm
 from gqn.errors import GqnError
 from gqn.interrupt import Interrupted, deferred_ctrl_c
 from gqn.model import snapshot
+from gqn.model.baselines import mean_image
 from gqn.model.config import ModelConfig, TrainConfig, from_dict
 from gqn.model.device import get_device
+from gqn.model.figures import plot_curves
 from gqn.model.gqn import build_model
 from gqn.model.images import model_inputs
 from gqn.model.loader import NOISE_STREAM, ShardBatches, batch_rng, prefetch
-from gqn.model.loss import bits_per_pixel
+from gqn.model.loss import bits_per_pixel, reported_nll
+from gqn.model.objective import Objective
 from gqn.model.online import RenderedBatches, SaveOptions
 from gqn.renderer.stream import RenderConfig
 from gqn.shards import Dataset
@@ -35,6 +38,7 @@ from gqn.shards import Dataset
 SNAPSHOT = "snapshot.npz"
 CONFIG = "config.json"
 LOG = "log.jsonl"
+CURVES = "curves.png"
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,7 @@ class RunOptions:
     workers: int = 1
     progress: bool = True
     communicator: str | None = None   # ChainerMN communicator (under mpiexec), e.g. naive, flat, pure_nccl
+    time_limit: float | None = None   # seconds from the start: then finish the step, snapshot and stop
 
 
 @dataclass(frozen=True)
@@ -71,6 +76,8 @@ class Run:
     device: object
     start: int
     data: str
+    objective: Objective
+    mean_image: np.ndarray | None     # the training data's mean image, for the test baselines
     comm: object = None               # ChainerMN communicator, or None for one process
 
     @property
@@ -88,14 +95,16 @@ class Run:
 
 
 def run_training(data, out, hyper: dict, explicit: set, options: RunOptions, resume: bool = False,
-                 test=None) -> None:
-    """Train on shard directory ``data`` (or a RenderSource) into run directory ``out``.
+                 test=None) -> int:
+    """Train on shard directory ``data`` (or a RenderSource) into run directory ``out``; returns the
+    iteration reached (below ``options.iterations`` when the time limit stopped the run).
 
     ``hyper`` holds every ModelConfig / TrainConfig field the user could set (the CLI defaults included);
     ``explicit`` names those given on the command line, which a resumed run checks against its own.
     """
+    deadline = None if options.time_limit is None else time.monotonic() + options.time_limit
     run = open_run(data, out, hyper, explicit, options, resume, test)
-    train(run, options)
+    return train(run, options, deadline)
 
 
 def open_run(data, out, hyper, explicit, options, resume, test) -> Run:
@@ -107,12 +116,13 @@ def open_run(data, out, hyper, explicit, options, resume, test) -> Run:
         meta = snapshot.load_meta(directory / SNAPSHOT)
         model_config, config = _resumed_configs(meta, hyper, explicit)
         start = meta["iteration"]
+        objective_state = meta.get("objective_state") if meta["train"].get("objective") == config.objective else None
     else:
         if (directory / SNAPSHOT).exists():
             raise GqnError(f"{directory} already holds a training run: pass --resume to continue it, "
                            "or choose another --out")
         model_config, config = _new_configs(dataset, hyper)
-        start = 0
+        start, objective_state = 0, None
     check_image_size(dataset, model_config, "the model")
     context = (config.context_min, config.context_max)
     rank, ranks = (comm.rank, comm.size) if comm else (0, 1)
@@ -121,12 +131,13 @@ def open_run(data, out, hyper, explicit, options, resume, test) -> Run:
                                  data.save)
     else:
         source = ShardBatches(dataset, config.batch_size, context, config.seed, rank=rank, ranks=ranks)
-    test_source = None
+    test_source, mean = None, None
     if test is not None:
         test_data = Dataset(test)
         check_image_size(test_data, model_config, "the model")
         test_source = ShardBatches(test_data, config.batch_size, context, config.seed, sequential=True,
                                    scenes=options.test_scenes)
+        mean = mean_image(test_data if rendering else dataset) if rank == 0 else None
     device = get_device(options.gpu)
     model = build_model(model_config, config.seed)
     optimizer = make_optimizer(model, config)
@@ -141,7 +152,7 @@ def open_run(data, out, hyper, explicit, options, resume, test) -> Run:
     if rank == 0:
         directory.mkdir(parents=True, exist_ok=True)
     return Run(directory, model, optimizer, config, source, test_source, device, start,
-               dataset.directory if rendering else str(data), comm)
+               dataset.directory if rendering else str(data), Objective(config, objective_state), mean, comm)
 
 
 def _render_shape(config: RenderConfig):
@@ -197,42 +208,47 @@ def make_optimizer(model, config: TrainConfig) -> chainer.Optimizer:
     return optimizer
 
 
-def train_step(model, optimizer, batch, config: TrainConfig, iteration: int, device, comm=None) -> dict:
-    """One Adam step on the negative ELBO; returns the batch's metrics (floats).
+def train_step(model, optimizer, batch, config: TrainConfig, iteration: int, device, comm=None,
+               objective: Objective | None = None) -> dict:
+    """One Adam step on ``objective``'s loss (default: ``config``'s, without carried state); returns the
+    batch's metrics (floats), the reported negative ELBO at the batch's calibrated sigma among them.
 
     Raises GqnError before updating anything if the loss is not finite (on any rank, with ``comm``).
     """
-    sigma = config.pixel_sigma(iteration)
+    objective = objective or Objective(config)
     optimizer.hyperparam.alpha = config.learning_rate(iteration)
     context, context_viewpoints, query, query_viewpoint = model_inputs(batch, device)
     noise_index = iteration * comm.size + comm.rank if comm else iteration
     noise = device.send(model.noise(batch_rng(config.seed, noise_index, NOISE_STREAM), len(query)))
     with chainer.using_config("train", True):
         r = model.represent(context, context_viewpoints)
-        nll, kl, mean = model.elbo(r, query_viewpoint, query, sigma, noise)
-        loss = F.mean(nll + config.kl_weight(iteration) * kl)
-    xp = device.xp
-    values = chainer.backend.CpuDevice().send(xp.stack(
-        [(nll.array + kl.array).mean(), nll.array.mean(), kl.array.mean(), ((query - mean.array) ** 2).mean()]))
-    metrics = dict(zip(("neg_elbo", "nll", "kl", "mse"), map(float, values)))
-    finite = bool(np.isfinite(values).all())
-    if comm:
-        finite = comm.allreduce_obj(int(finite)) == comm.size
-    if not finite:
-        raise NonFiniteLoss(f"loss is {metrics['neg_elbo']} at iteration {iteration + 1}")
+        sse, kl, _ = model.elbo(r, query_viewpoint, query, noise)
+    sub_pixels = query[0].size
+    values = chainer.backend.CpuDevice().send(device.xp.stack([sse.array.mean() / sub_pixels, kl.array.mean()]))
+    checked = np.array([np.isfinite(values).all(), values[0]], np.float64)
+    if comm:   # every rank needs the same verdict, and GECO's multiplier the same error
+        checked = comm.allreduce_obj(checked) / comm.size
+    mse, kl_mean = float(checked[1]), float(values[1])
+    if checked[0] < 1:
+        raise NonFiniteLoss(f"loss is {mse + kl_mean} at iteration {iteration + 1}")
+    loss = objective.loss(sse, kl, sub_pixels, iteration, mse)
     model.cleargrads()
     loss.backward()
     optimizer.update()
-    metrics["bits_per_pixel"] = bits_per_pixel(metrics["neg_elbo"], query[0].size)
-    return metrics
+    objective.update(mse)
+    nll = reported_nll(mse, sub_pixels)
+    return {"neg_elbo": nll + kl_mean, "nll": nll, "kl": kl_mean, "mse": mse,
+            "bits_per_pixel": bits_per_pixel(nll + kl_mean, sub_pixels),
+            "train_sigma": objective.training_sigma(iteration, mse)}
 
 
 class NonFiniteLoss(GqnError):
     """The loss became NaN or infinite (the update is skipped; the run stops)."""
 
 
-def train(run: Run, options: RunOptions) -> None:
-    """Iterate from ``run.start`` to ``options.iterations``: log, test and snapshot on schedule.
+def train(run: Run, options: RunOptions, deadline: float | None = None) -> int:
+    """Iterate from ``run.start`` to ``options.iterations`` or until ``time.monotonic()`` passes
+    ``deadline``: log, test and snapshot on schedule; returns the iteration reached.
 
     Each log entry also says how fast the data came: ``scenes_per_s`` (training throughput) and
     ``data_wait`` (the fraction of the time the trainer waited for its next batch; 0 = never starved).
@@ -245,22 +261,24 @@ def train(run: Run, options: RunOptions) -> None:
                disable=not (options.progress and run.lead))
     with deferred_ctrl_c() as stop:
         try:
-            _loop(run, options, batches, bar, log, stop)
+            return _loop(run, options, batches, bar, log, stop, deadline)
         finally:
             bar.close()
             batches.close()
 
 
-def _loop(run: Run, options: RunOptions, batches, bar, log, stop) -> None:
-    """The iterations; after a Ctrl-C (``stop``) the step in progress finishes and is snapshotted."""
+def _loop(run: Run, options: RunOptions, batches, bar, log, stop, deadline) -> int:
+    """The iterations; after a Ctrl-C (``stop``) or past the ``deadline`` the step in progress finishes and
+    is snapshotted."""
     window, waited, window_start = [], 0.0, time.perf_counter()
+    done = run.start
     for iteration in range(run.start, options.iterations):
         before = time.perf_counter()
         batch = next(batches)
         waited += time.perf_counter() - before
         try:
             window.append(train_step(run.model, run.optimizer, batch, run.config, iteration, run.device,
-                                     run.comm))
+                                     run.comm, run.objective))
         except NonFiniteLoss as e:
             raise GqnError(f"{e}; stopped. {_kept(run.directory)}")
         done = iteration + 1
@@ -269,24 +287,32 @@ def _loop(run: Run, options: RunOptions, batches, bar, log, stop) -> None:
         if run.lead and (done % options.log_every == 0 or done == options.iterations):
             seconds = time.perf_counter() - window_start
             log.write({"iteration": done, "split": "train", **_mean(window),
-                       "lr": run.config.learning_rate(iteration), "sigma": run.config.pixel_sigma(iteration),
+                       "lr": run.config.learning_rate(iteration),
                        "scenes_per_s": len(window) * run.config.batch_size * run.ranks / seconds,
                        "data_wait": waited / seconds})
             window, waited, window_start = [], 0.0, time.perf_counter()
         if run.lead and run.test_source is not None and (
                 done % options.test_every == 0 or done == options.iterations):
             _test(run, done, log, bar)
-        stopping = _stopping(stop, run.comm)
-        if run.lead and (done % options.snapshot_every == 0 or done == options.iterations or stopping):
+        interrupted, out_of_time = _stopping(stop, deadline, run.comm)
+        if run.lead and (done % options.snapshot_every == 0 or done == options.iterations or interrupted
+                         or out_of_time):
             save_snapshot(run, done)
-        if stopping and done < options.iterations:
+        if interrupted and done < options.iterations:
             raise Interrupted(f"Interrupted after iteration {done}; {run.directory}/{SNAPSHOT} holds it: "
                               "continue with --resume")
+        if out_of_time:
+            break
+    return done
 
 
-def _stopping(stop, comm) -> bool:
-    """Whether Ctrl-C reached this process (or, under MPI, any rank): all ranks stop after the same step."""
-    return comm.allreduce_obj(int(stop.is_set())) > 0 if comm else stop.is_set()
+def _stopping(stop, deadline, comm) -> tuple[bool, bool]:
+    """Whether Ctrl-C reached this process, and whether the deadline passed (under MPI: on any rank, so that
+    all ranks stop after the same step)."""
+    flags = np.array([stop.is_set(), deadline is not None and time.monotonic() >= deadline], np.int64)
+    if comm:
+        flags = comm.allreduce_obj(flags)
+    return bool(flags[0]), bool(flags[1])
 
 
 def _batches(run: Run, options: RunOptions):
@@ -299,16 +325,18 @@ def _batches(run: Run, options: RunOptions):
 def _test(run: Run, done: int, log, bar) -> None:
     from gqn.model.evaluate import measure
 
-    metrics = measure(run.model, run.test_source, run.config.pixel_sigma(done - 1), run.device)
+    metrics = measure(run.model, run.test_source, run.device, run.mean_image)
     log.write({"iteration": done, "split": "test", **metrics})
-    bar.write(f"test @ {done}: {_summary(metrics)}, prediction mse {metrics['prediction_mse']:.5f}")
+    plot_curves(run.directory / LOG, run.directory / CURVES)
+    bar.write(f"test @ {done}: {_summary(metrics)}, prediction mse {metrics['prediction_mse']:.5f} "
+              f"({metrics['prediction_ratio']:.3f} x the mean image's)")
 
 
 def save_snapshot(run: Run, done: int) -> None:
     optimizer = getattr(run.optimizer, "actual_optimizer", run.optimizer)  # unwrap ChainerMN's
     snapshot.save(run.directory / SNAPSHOT, run.model, optimizer, {
         "iteration": done, "model": dataclasses.asdict(run.model.config),
-        "train": dataclasses.asdict(run.config), "data": run.data})
+        "train": dataclasses.asdict(run.config), "data": run.data, "objective_state": run.objective.state()})
 
 
 def _write_config(run: Run) -> None:

@@ -32,7 +32,8 @@ def part_shards(total_shards: int, part: tuple[int, int]) -> range:
 
 
 def dataset_params(config: RenderConfig, scenes: int, scenes_per_shard: int, compression: str) -> dict:
-    """Every parameter that determines the dataset's content (stored in each shard; compared on resume)."""
+    """Every parameter that determines the dataset's content (stored in each shard; compared on resume): the
+    family's own and ``stream.DATASET_KEYS``."""
     return {**config.params, "views": config.views, "size": config.size, "seed": config.seed,
             "anti_aliasing": config.anti_aliasing, "scenes": scenes, "scenes_per_shard": scenes_per_shard,
             "compression": compression}

@@ -7,6 +7,8 @@ Consumers see numpy arrays only; nothing OpenGL crosses the process boundary.
 """
 from __future__ import annotations
 
+import dataclasses
+import json
 import multiprocessing as mp
 import os
 import signal
@@ -17,10 +19,12 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from gqn.errors import GqnError
-from gqn.renderer.families import stored_family
+from gqn.renderer.families import family_of_stored, get_family, stored_family
 from gqn.shards import encode_images
 
 PIXEL_BUDGET = 1 << 21  # pixels per render pass: bounds framebuffer memory (64 px: 512 tiles)
+# what a rendered dataset's ``params`` attribute holds besides the family's own parameters (job.dataset_params)
+DATASET_KEYS = ("views", "size", "seed", "anti_aliasing", "scenes", "scenes_per_shard", "compression")
 
 
 @dataclass
@@ -75,12 +79,22 @@ def build_family(config: RenderConfig):
     Consumers call this once before they write anything, so bad parameters (an object count, a digit file)
     fail in the parent; each worker builds its own copy again for rendering.
     """
-    from gqn.renderer.families import get_family
-
     try:
         return get_family(config.family)(config.views, config.size, **config.params)
     except TypeError as e:  # an unknown or missing family parameter
         raise GqnError(f"{config.family}: bad parameters {config.params} ({e})") from None
+
+
+def dataset_render_config(attrs: dict, views: int) -> RenderConfig | None:
+    """The RenderConfig that renders the scenes of a rendered dataset (from its shards' root attributes),
+    with ``views`` views each; None for data the renderer did not make (converted or foreign shards)."""
+    name = family_of_stored(attrs.get("family", ""))
+    if name is None or "seed" not in attrs:
+        return None
+    stored = json.loads(attrs["params"])
+    params = {key: value for key, value in stored.items() if key not in DATASET_KEYS}
+    size = attrs["_shapes"]["images"][2]
+    return RenderConfig(name, params, views, size, int(attrs["seed"]), bool(stored.get("anti_aliasing", True)))
 
 
 def _build_worker(config: RenderConfig):
@@ -106,6 +120,16 @@ def _render_range(bounds: tuple[int, int]) -> RenderedChunk:
     extras = {name: np.stack([s.extras[name] for s in scenes]) for name in family.extras}
     encoded = encode_images(images, encode) if encode else None
     return RenderedChunk(start, images if keep_images or not encoded else None, cameras, extras, encoded)
+
+
+def _render_posed(request: tuple[int, np.ndarray]) -> np.ndarray:
+    """Scene ``index`` seen from the raw camera poses ``cameras`` (F, 5) instead of its own: (F, H, W, 3)."""
+    if isinstance(_worker, Exception):
+        raise _worker
+    config, family, renderer, _, _ = _worker
+    index, cameras = request
+    spec = dataclasses.replace(family.scene(config.seed, index), cameras=np.asarray(cameras, np.float64))
+    return renderer.render([spec])[0]
 
 
 def split(start: int, stop: int, step: int) -> list[tuple[int, int]]:
@@ -139,6 +163,14 @@ class SceneStream:
                 yield pending.popleft().get()
         while pending:
             yield pending.popleft().get()
+
+    def render_posed(self, requests: Iterable[tuple[int, np.ndarray]]) -> Iterator[np.ndarray]:
+        """For each (scene index, raw poses (F, 5) with F <= ``config.views``) the scene's frames from those
+        cameras (F, H, W, 3), in order: e.g. the true views along an orbit no dataset camera took. A scene's
+        content does not depend on its number of views (families draw the cameras last), so ``config`` may
+        ask for more views than the dataset has."""
+        for images in self._pool.imap(_render_posed, requests):
+            yield images
 
     def close(self):
         self._pool.terminate()

@@ -26,3 +26,10 @@ def stored_family(name: str, params: dict) -> str:
     if name == "rooms":
         return f"rooms-{params.get('camera', 'ring')}"
     return name
+
+
+def family_of_stored(stored: str) -> str | None:
+    """The family name behind a shard ``family`` attribute (``rooms-free`` -> ``rooms``), or None when no
+    family of the renderer wrote it."""
+    name = "rooms" if stored in ("rooms-ring", "rooms-free") else stored
+    return name if name in FAMILIES else None

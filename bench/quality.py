@@ -1,0 +1,114 @@
+"""What each training objective learns in the same wall-clock budget, against the baselines.
+
+Shepard-Matzler, 5 parts, 32 px: 20k training scenes (seed 0) and 512 held-out scenes (seed 1). Every objective
+trains the same small model with `gqn train --time-limit` for ``--minutes`` of wall-clock time in total (a
+budget raised in a later call resumes the run: 10 minutes to screen, then 30), then `gqn evaluate` scores the
+held-out scenes at 5 context views. Reported per objective and budget: the prior-mean prediction MSE, the
+baselines on the same queries (training-set mean image, nearest context view), prediction / mean-image,
+bits/pixel, KL and iterations done. Run it alone on a quiet machine: the budget is wall-clock time.
+
+Usage: python bench/quality.py [--minutes 10] [--objectives paper,geco] [--root DIR]
+writes bench/results/quality.json (merged with earlier budgets) and docs/quality-OBJECTIVE-Nmin.png
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).parent
+RESULTS = HERE / "results" / "quality.json"
+DOCS = HERE.parent / "docs"
+SIZE, TRAIN_SCENES, TEST_SCENES, CONTEXT = 32, 20_000, 512, 5
+MODEL = ["--steps", "4", "--hidden", "32", "--canvas", "32", "--r-channels", "64", "--representation", "tower"]
+OPTIMISER = ["--batch-size", "16", "--lr-start", "1e-3", "--lr-end", "1e-3"]
+OBJECTIVES = {   # objective -> its own options (the paper schedule and its sigmas are the CLI defaults)
+    "paper": ["--objective", "paper"],
+    "fixed-sigma": ["--objective", "fixed-sigma", "--sigma", "0.25", "--kl-warmup", "1000"],
+    "calibrated": ["--objective", "calibrated"],
+    "geco": ["--objective", "geco"],
+}
+REPORTED = ("prediction_mse", "mean_image_mse", "nearest_view_mse", "prediction_ratio", "bits_per_pixel", "kl",
+            "mse", "sigma", "neg_elbo")
+
+
+def gqn(*args, **kwargs):
+    subprocess.run([sys.executable, "-m", "gqn", *map(str, args)], check=True, **kwargs)
+
+
+def render_data(root: Path) -> tuple[Path, Path]:
+    """The benchmark's datasets (rendering resumes, so a complete directory costs nothing)."""
+    train, test = root / "data" / "train", root / "data" / "test"
+    for out, scenes, seed in ((train, TRAIN_SCENES, 0), (test, TEST_SCENES, 1)):
+        gqn("render", "shepard-matzler", "--parts", 5, "--scenes", scenes, "--size", SIZE, "--seed", seed,
+            "--out", out, "--no-progress")
+    return train, test
+
+
+def train(run: Path, objective: str, minutes: float, data: Path, test: Path) -> float:
+    """Train ``objective`` until it has had ``minutes`` of wall-clock time in all; returns the seconds used."""
+    ledger = run / "bench-seconds.json"
+    used = json.loads(ledger.read_text())["seconds"] if ledger.exists() else 0.0
+    remaining = minutes * 60 - used
+    if remaining > 1:
+        resume = ["--resume"] if (run / "snapshot.npz").exists() else []
+        start = time.monotonic()
+        gqn("train", data, "--out", run, "--test", test, "--test-every", 250, "--test-scenes", 128,
+            "--iterations", "1M", "--time-limit", f"{remaining:.0f}s", "--log-every", 50, "--no-progress",
+            *MODEL, *OPTIMISER, *OBJECTIVES[objective], *resume)
+        used += time.monotonic() - start
+        ledger.write_text(json.dumps({"seconds": used}))
+    return used
+
+
+def evaluate(run: Path, test: Path, out: Path) -> dict:
+    gqn("evaluate", run, "--data", test, "--scenes", TEST_SCENES, "--context", f"{CONTEXT}-{CONTEXT}",
+        "--rows", 8, "--gifs", 2, "--out", out, stdout=subprocess.DEVNULL)
+    return json.loads((out / "metrics.json").read_text())
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=10)
+    parser.add_argument("--objectives", default=",".join(OBJECTIVES))
+    parser.add_argument("--root", type=Path, default=Path("bench-quality"),
+                        help="Data, runs and evaluations (reused: a larger --minutes resumes each run).")
+    args = parser.parse_args()
+    objectives = args.objectives.split(",")
+    unknown = set(objectives) - set(OBJECTIVES)
+    if unknown:
+        parser.error(f"unknown objectives {sorted(unknown)}; choose from {', '.join(OBJECTIVES)}")
+    data, test = render_data(args.root)
+    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    results.update(machine=f"{platform.machine()}, {os.cpu_count()} cores, CPU training",
+                   data=f"shepard-matzler 5 parts, {SIZE} px, {TRAIN_SCENES} training / {TEST_SCENES} held-out "
+                        f"scenes, {CONTEXT} context views",
+                   model=" ".join(MODEL + OPTIMISER))
+    budget = f"{args.minutes:g}min"
+    for objective in objectives:
+        run = args.root / "runs" / objective
+        seconds = train(run, objective, args.minutes, data, test)
+        metrics = evaluate(run, test, args.root / "eval" / f"{objective}-{budget}")
+        entry = {"options": " ".join(OBJECTIVES[objective]), "train_seconds": round(seconds, 1),
+                 "iterations": metrics["iteration"], **{k: metrics[k] for k in REPORTED}}
+        results.setdefault("runs", {}).setdefault(objective, {})[budget] = entry
+        shutil.copy(args.root / "eval" / f"{objective}-{budget}" / "predictions.png",
+                    DOCS / f"quality-{objective}-{budget}.png")
+        RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"{'objective':12} {'budget':>7} {'iters':>6} {'pred MSE':>9} {'mean img':>9} {'nearest':>9} "
+          f"{'ratio':>6} {'bits/px':>8} {'KL':>7}")
+    for objective, budgets in results["runs"].items():
+        for name, r in budgets.items():
+            print(f"{objective:12} {name:>7} {r['iterations']:6d} {r['prediction_mse']:9.5f} "
+                  f"{r['mean_image_mse']:9.5f} {r['nearest_view_mse']:9.5f} {r['prediction_ratio']:6.3f} "
+                  f"{r['bits_per_pixel']:8.4f} {r['kl']:7.2f}")
+
+
+if __name__ == "__main__":
+    main()
