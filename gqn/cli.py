@@ -1,11 +1,14 @@
 """The `gqn` command line: parse and validate arguments, then call the library (no work happens here)."""
 from __future__ import annotations
 
+import errno
 import functools
 import json
 import os
 import re
 import sys
+import tempfile
+from pathlib import Path
 
 import click
 
@@ -126,6 +129,68 @@ def _check_size(ctx, param, value):
     return value
 
 
+def _nearest_existing(path: Path) -> Path:
+    """``path`` or the closest of its parents that exists (as anything: a folder, a file)."""
+    for candidate in (path, *path.parents):
+        if os.path.lexists(candidate):
+            return candidate
+    return Path(path.anchor)
+
+
+def _probe_write(directory: Path) -> str | None:
+    """None if a file can be created in ``directory`` (tried with an unnamed temporary file, which leaves
+    nothing behind: permission bits alone do not tell, e.g. for root or a read-only mount), else why not."""
+    try:
+        with tempfile.TemporaryFile(dir=directory):
+            return None
+    except OSError as e:
+        return e.strerror or str(e)
+
+
+def check_output_dir(path, option: str) -> None:
+    """Refuse, before any work starts, an output directory that cannot be created or written; the one-line
+    error names ``option`` and ``path``. Missing folders are fine: the command creates them."""
+    if path is None:
+        return
+    target = Path(path).absolute()
+    existing = _nearest_existing(target)
+    if existing == target:
+        if not target.is_dir():
+            raise GqnError(f"{option} {path}: is a file, not a directory")
+        why = _probe_write(target)
+        if why:
+            raise GqnError(f"{option} {path}: output directory is not writable ({why})")
+        return
+    if not existing.is_dir():
+        raise GqnError(f"{option} {path}: cannot create output directory: {existing} is a file, not a directory")
+    why = _probe_write(existing)
+    if why:
+        raise GqnError(f"{option} {path}: cannot create output directory in {existing} ({why})")
+
+
+def check_output_file(path, option: str) -> None:
+    """Refuse, before any work starts, an output file that cannot be written: its folder is missing, is a
+    file or is not writable, or the path is a directory. The one-line error names ``option`` and ``path``."""
+    if path is None:
+        return
+    target = Path(path).absolute()
+    if target.is_dir():
+        raise GqnError(f"{option} {path}: is a directory, not a file")
+    folder = target.parent
+    existing = _nearest_existing(folder)
+    if existing != folder:
+        if existing.is_dir():
+            raise GqnError(f"{option} {path}: cannot write the file: folder {folder} does not exist")
+        raise GqnError(f"{option} {path}: cannot write the file: {existing} is a file, not a directory")
+    if not folder.is_dir():
+        raise GqnError(f"{option} {path}: cannot write the file: {folder} is a file, not a directory")
+    why = _probe_write(folder)
+    if why is None and target.exists() and not os.access(target, os.W_OK):
+        why = os.strerror(errno.EACCES)
+    if why:
+        raise GqnError(f"{option} {path}: cannot write the file ({why})")
+
+
 def render_options(default_views: int):
     """Options shared by every `gqn render FAMILY` command."""
     from gqn.shards import COMPRESSIONS, DEFAULT_COMPRESSION
@@ -175,6 +240,7 @@ def render():
 def _run_render(family: str, family_params: dict, **opts):
     from gqn.renderer.job import render_dataset
 
+    check_output_dir(opts["out"], "--out")
     render_dataset(family, family_params, **opts)
 
 
@@ -267,6 +333,7 @@ def convert_tfrecord(src, out, **opts):
     """
     from gqn.converters.convert import convert_tfrecord as run
 
+    check_output_dir(out, "OUT")
     for summary in run(src, out, **opts):
         click.echo(summary)
         for warning in summary.warnings:
@@ -293,6 +360,7 @@ def export_tfrecord(data, out, **opts):
     """
     from gqn.converters.export import export_tfrecord as run
 
+    check_output_dir(out, "OUT")
     for summary in run(data, out, **opts):
         click.echo(summary)
 
@@ -309,6 +377,7 @@ def info(data, preview, preview_scenes):
     """
     from gqn.info import describe, write_preview
 
+    check_output_file(preview, "--preview")
     click.echo(describe(data))
     if preview:
         write_preview(data, preview, preview_scenes)
@@ -346,9 +415,14 @@ def _render_source(family, size, views, seed, params, workers, save, anti_aliasi
     from gqn.model.online import SaveOptions
     from gqn.model.train import RenderSource
     from gqn.renderer.families import DEFAULT_VIEWS
+    from gqn.renderer.job import check_render_size
     from gqn.renderer.stream import RenderConfig
 
-    config = RenderConfig(family, dict(params), views or DEFAULT_VIEWS[family], size, seed, anti_aliasing)
+    params = dict(params)
+    if isinstance(params.get("digits"), str):  # stored as `gqn render mnist-dice --digits` stores it
+        params["digits"] = os.path.abspath(params["digits"])
+    config = RenderConfig(family, params, views or DEFAULT_VIEWS[family], size, seed, anti_aliasing)
+    check_render_size(config, "--render-size", "--render-views")
     return RenderSource(config, workers, SaveOptions(save) if save else None)
 
 
@@ -455,6 +529,8 @@ def train(ctx, data, out, resume, test, context, iterations, time_limit, snapsho
     hyper["context_min"], hyper["context_max"] = context or (1, None)
     if (data is None) == (render_family is None):
         raise click.UsageError("give either DATA (a shard directory) or --render FAMILY")
+    check_output_dir(out, "--out")
+    check_output_dir(save_rendered, "--save-rendered")
     source = _render_source(render_family, render_size, render_views, render_seed, render_params,
                             render_workers, save_rendered, render_anti_aliasing)
     options = RunOptions(iterations, snapshot_every, log_every, test_every, test_scenes, gpu, workers, progress,
@@ -487,6 +563,7 @@ def evaluate(run, data, **opts):
     """
     from gqn.model.evaluate import format_table, run_evaluation
 
+    check_output_dir(opts["out"], "--out")
     metrics = run_evaluation(run, data, **opts)
     click.echo(format_table(metrics))
     click.echo(f"metrics, predictions.png and orbit GIFs written to {opts['out'] or run + '/eval'}")
@@ -509,6 +586,10 @@ def _one_line_errors(f):
             sys.exit(e.exit_code)
         except GqnError as e:
             click.echo(f"Error: {e}", err=True)
+            sys.exit(1)
+        except OSError as e:  # a failure no writer reported itself (a full disk while writing a log)
+            where = f": {e.filename}" if e.filename else ""
+            click.echo(f"Error: {e.strerror or e}{where}", err=True)
             sys.exit(1)
 
     return wrapper

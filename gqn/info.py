@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from gqn.shards import Dataset, disk_size
+from gqn.shards import Dataset, disk_size, write_error
 
 
 def describe(directory) -> str:
@@ -44,4 +45,10 @@ def write_preview(directory, path, scenes: int = 6) -> None:
     """PNG contact sheet of the first ``scenes`` scenes (all views of each in a row)."""
     with Dataset(directory) as ds:
         images = ds.read(0, min(scenes, ds.num_scenes), names=("images",))["images"]
-    Image.fromarray(contact_sheet(images)).save(path)
+    try:
+        # PNG unless the name asks for another format Pillow writes
+        file_format = Image.registered_extensions().get(Path(path).suffix.lower(), "PNG")
+        Image.fromarray(contact_sheet(images)).save(path, format=file_format)
+    except OSError as e:  # a full disk: no partial PNG is left
+        Path(path).unlink(missing_ok=True)
+        raise write_error("preview", path, e) from None

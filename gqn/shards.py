@@ -40,6 +40,27 @@ class ShardError(GqnError):
     """A shard or dataset directory that cannot be read or written as the gqn shard format."""
 
 
+class WriteError(GqnError):
+    """A file that could not be written (a full disk, a lost mount); its partial temporary file is removed."""
+
+
+def os_reason(error: BaseException) -> str:
+    """Why a file operation failed, in the system's words ("No space left on device"). HDF5 reports the
+    errno inside its message ("... errno = 28, error message = ..."), sometimes as a RuntimeError."""
+    code = getattr(error, "errno", None)
+    if not isinstance(code, int) or not code:
+        found = re.search(r"errno = (\d+)", str(error))
+        code = int(found.group(1)) if found else None
+    if code:
+        return os.strerror(code)
+    return getattr(error, "strerror", None) or _first_line(error)
+
+
+def write_error(what: str, path, error: BaseException) -> WriteError:
+    """The one-line error for a failed write of ``what`` (e.g. "shard") to ``path``."""
+    return WriteError(f"writing {what} {path}: {os_reason(error)}")
+
+
 def shard_name(index: int) -> str:
     return f"{index:06d}.h5"
 
@@ -114,7 +135,11 @@ class ShardWriter:
         self.compression = compression
         self.open_ended = open_ended
         filters = _filter_args(compression)
-        self._file = h5py.File(self.tmp_path, "w", libver="latest")
+        try:
+            self._file = h5py.File(self.tmp_path, "w", libver="latest")
+        except OSError as e:
+            self.tmp_path.unlink(missing_ok=True)
+            raise write_error("shard", self.tmp_path, e) from None
         try:
             f = self._file
             def create(name, shape, dtype, **kwargs):
@@ -136,6 +161,8 @@ class ShardWriter:
             if source is not None:
                 attrs["source"] = source
             f.attrs.update(attrs)
+        except OSError as e:
+            raise self._failed(e) from None
         except BaseException:
             self.abort()
             raise
@@ -150,7 +177,14 @@ class ShardWriter:
         n = len(cameras)
         if self.written + n > self.num_scenes:
             raise ShardError(f"shard {self.index} holds {self.num_scenes} scenes; got {self.written + n}")
-        sl = slice(self.written, self.written + n)
+        try:
+            self._write(images, cameras, encoded, extras)
+        except OSError as e:
+            raise self._failed(e) from None
+        self.written += n
+
+    def _write(self, images, cameras, encoded, extras) -> None:
+        sl = slice(self.written, self.written + len(cameras))
         dataset = self._file["images"]
         if encoded is None:
             if np.shape(images)[1:] != dataset.shape[1:]:
@@ -165,7 +199,6 @@ class ShardWriter:
         self._file["viewpoints"][sl] = viewpoints_from_cameras(cameras)
         for name, value in extras.items():
             self._file[name][sl] = value
-        self.written += n
 
     def set_source(self, source: str) -> None:
         """Set the ``source`` attribute (a converter may learn a shard's inputs only while writing it)."""
@@ -175,15 +208,27 @@ class ShardWriter:
         if self.written != self.num_scenes:
             if not (self.open_ended and self.written):
                 raise ShardError(f"shard {self.index}: {self.written} of {self.num_scenes} scenes written")
-            for dataset in self._file.values():
-                dataset.resize(self.written, axis=0)
-        self._file.close()
-        os.replace(self.tmp_path, self.final_path)
+        try:
+            if self.written != self.num_scenes:
+                for dataset in self._file.values():
+                    dataset.resize(self.written, axis=0)
+            self._file.close()  # flushes the metadata: a full disk may show only here
+            os.replace(self.tmp_path, self.final_path)
+        except (OSError, RuntimeError) as e:  # h5py reports some failed flushes as RuntimeError
+            raise self._failed(e) from None
         return self.final_path
 
+    def _failed(self, error: BaseException) -> WriteError:
+        """Remove the temporary file after a failed write; the error to raise."""
+        self.abort()
+        return write_error("shard", self.tmp_path, error)
+
     def abort(self) -> None:
-        if self._file.id.valid:
-            self._file.close()
+        try:
+            if self._file.id.valid:
+                self._file.close()
+        except (OSError, RuntimeError):  # a file that could not be written may not close cleanly either
+            pass
         self.tmp_path.unlink(missing_ok=True)
 
     def __enter__(self):
@@ -232,8 +277,48 @@ def read_attrs(path) -> dict:
                          f"(this is gqn-toolkit {__version__}, format version {FORMAT_VERSION})")
     if len(shapes) != 3:
         raise ShardError(f"{path}: missing datasets (has {sorted(shapes)})")
+    missing = [key for key in ("family", "params", "first_scene", "scenes_per_shard") if key not in attrs]
+    if missing:
+        raise ShardError(f"{path}: not a valid gqn shard (missing root attributes {', '.join(missing)})")
+    if int(attrs["scenes_per_shard"]) < 1 or int(attrs["first_scene"]) < 0:
+        raise ShardError(f"{path}: not a valid gqn shard (first_scene {attrs['first_scene']}, "
+                         f"scenes_per_shard {attrs['scenes_per_shard']})")
     attrs["_shapes"] = shapes
     return attrs
+
+
+def check_scene_ranges(directory, claims: list[tuple[Path, int, int, int]]) -> None:
+    """Refuse shards whose scene ranges do not join up: ``claims`` holds (path, ``first_scene``, scene count,
+    ``scenes_per_shard``) per shard.
+
+    A file must hold the scenes its name says (shard ``k``: from ``k * S``), no two files the same scenes,
+    and no scenes may be missing between the first and the last file present. Shards missing before the
+    first or after the last are allowed: a ``--shard K/N`` part, or a job still running, holds a run of
+    consecutive shards only.
+    """
+    per_shard = {s for _, _, _, s in claims}
+    if len(per_shard) > 1:
+        raise ShardError(f"{directory}: shards were written with different scenes per shard "
+                         f"({', '.join(map(str, sorted(per_shard)))}); one dataset per directory")
+    names = {shard_index(path): path.name for path, *_ in claims}
+    for path, first, count, size in claims:
+        if first != shard_index(path) * size:
+            home = shard_name(first // size)
+            raise ShardError(f"{path}: holds scenes {first}..{first + count - 1}, those of {home}" + (
+                ", which is also present: a duplicated shard" if first // size in names else
+                ": a renamed or copied shard"))
+    ordered = sorted(claims, key=lambda claim: claim[1])
+    for (path, first, count, size), (next_path, next_first, _, _) in zip(ordered, ordered[1:]):
+        if first + count > next_first:
+            raise ShardError(f"{next_path}: holds scenes from {next_first}, which {path.name} holds too "
+                             "(a duplicated shard)")
+        if first + count < next_first:
+            missing = [shard_name(k) for k in range(shard_index(path) + 1, shard_index(next_path))]
+            what = (f"shard {missing[0]} is missing" if len(missing) == 1 else
+                    f"shards {missing[0]}..{missing[-1]} are missing" if missing else
+                    f"{path.name} holds {count} of its {size} scenes but is not the last shard")
+            raise ShardError(f"{directory}: {what} (scenes {first + count}..{next_first - 1} between "
+                             f"{path.name} and {next_path.name})")
 
 
 @dataclass
@@ -258,6 +343,7 @@ class Dataset:
         self._shards = []
         first_attrs = None
         total = 0
+        claims = []
         for path in paths:
             attrs = read_attrs(path)
             if first_attrs is None:
@@ -267,6 +353,8 @@ class Dataset:
             n, views, height, width, _ = attrs["_shapes"]["images"]
             self._shards.append(_Shard(path, total, n))
             total += n
+            claims.append((path, int(attrs["first_scene"]), n, int(attrs["scenes_per_shard"])))
+        check_scene_ranges(self.directory, claims)
         self.attrs = first_attrs
         self.num_scenes = total
         _, self.views, self.height, self.width, _ = first_attrs["_shapes"]["images"]
@@ -289,7 +377,11 @@ class Dataset:
     def _file(self, k: int) -> h5py.File:
         f = self._files.get(k)
         if f is None:
-            f = self._files[k] = h5py.File(self._shards[k].path, "r")
+            path = self._shards[k].path
+            try:
+                f = self._files[k] = h5py.File(path, "r")
+            except OSError as e:  # changed since the Dataset was opened: removed, truncated, replaced
+                raise ShardError(f"{path}: cannot be opened ({_first_line(e)})") from None
         return f
 
     def _locate(self, scene: int) -> tuple[int, int]:
@@ -305,18 +397,29 @@ class Dataset:
         while scene < stop:
             k, local = self._locate(scene)
             n = min(stop - scene, self._shards[k].count - local)
-            f = self._file(k)
             for name in names:
-                parts[name].append(f[name][local:local + n])
+                parts[name].append(self._read(k, name, local, local + n))
             scene += n
         return {name: np.concatenate(v) if v else np.empty((0,)) for name, v in parts.items()}
 
     def read_views(self, scene: int, views, names=("images", "viewpoints")) -> dict[str, np.ndarray]:
         """Selected ``views`` (index array) of one scene; reads that scene's chunk only."""
         k, local = self._locate(scene)
-        f = self._file(k)
         views = np.asarray(views)
-        return {name: f[name][local][views] for name in names}
+        return {name: self._read(k, name, local, local + 1)[0][views] for name in names}
+
+    def _read(self, k: int, name: str, start: int, stop: int) -> np.ndarray:
+        """Dataset ``name`` of shard ``k``'s scenes ``start .. stop-1``; a chunk that cannot be read (damaged
+        on disk: HDF5 reports a failed decompression or a bad offset as OSError) raises a ShardError naming
+        the shard and the first unreadable scene."""
+        dataset = self._file(k)[name]
+        try:
+            return dataset[start:stop]
+        except OSError as e:
+            bad = next((i for i in range(start, stop) if not _readable(dataset, i)), start)
+            shard = self._shards[k]
+            raise ShardError(f"{shard.path}: scene {shard.first + bad} (scene {bad} of this shard) cannot be "
+                             f"read: its {name} data is corrupt ({_first_line(e)})") from None
 
     def close(self) -> None:
         for f in self._files.values():
@@ -335,17 +438,24 @@ class Dataset:
         self.close()
 
 
+def _readable(dataset: h5py.Dataset, index: int) -> bool:
+    try:
+        dataset[index]
+    except OSError:
+        return False
+    return True
+
+
+def _first_line(error: Exception) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+
+
 def disk_size(directory) -> int:
     return sum(p.stat().st_size for p in list_shards(directory))
 
 
-def prepare_output(directory, family: str, params: Mapping, indices=None) -> set[int]:
-    """Make ``directory`` ready for (resumed) writing and return the shard indices already complete.
-
-    Refuses a directory whose existing shards were written with other parameters, and removes stale
-    temporary files of the shards this writer owns (``indices``; all when None), so an interrupted run can
-    simply be started again.
-    """
+def make_output_dir(directory) -> Path:
+    """Create ``directory`` (and its parents) if needed; refuse one that cannot be created or written."""
     directory = Path(directory)
     try:
         directory.mkdir(parents=True, exist_ok=True)
@@ -353,6 +463,23 @@ def prepare_output(directory, family: str, params: Mapping, indices=None) -> set
         raise ShardError(f"cannot create output directory {directory}: {e.strerror}")
     if not os.access(directory, os.W_OK | os.X_OK):
         raise ShardError(f"output directory {directory} is not writable")
+    return directory
+
+
+def remove_stale(paths) -> None:
+    """Remove temporary files an interrupted writer left behind (they are never whole)."""
+    for path in paths:
+        path.unlink(missing_ok=True)
+
+
+def prepare_output(directory, family: str, params: Mapping, indices=None, option: str = "--out") -> set[int]:
+    """Make ``directory`` ready for (resumed) writing and return the shard indices already complete.
+
+    Refuses a directory whose existing shards were written with other parameters (the message names the
+    command's ``option`` for the directory), and removes stale temporary files of the shards this writer
+    owns (``indices``; all when None), so an interrupted run can simply be started again.
+    """
+    directory = make_output_dir(directory)
     wanted = params_json(params)
     done = set()
     for path in list_shards(directory):
@@ -360,11 +487,9 @@ def prepare_output(directory, family: str, params: Mapping, indices=None) -> set
         if attrs["family"] != family or attrs["params"] != wanted:
             raise ShardError(
                 f"{directory} already holds a dataset written with other parameters "
-                f"({attrs['family']}: {attrs['params']}); use a new --out directory")
+                f"({attrs['family']}: {attrs['params']}); use a new {option} directory")
         done.add(shard_index(path))
-    owned = None if indices is None else set(indices)
-    for tmp in stale_tmp_files(directory, owned):
-        tmp.unlink(missing_ok=True)
+    remove_stale(stale_tmp_files(directory, None if indices is None else set(indices)))
     return done
 
 

@@ -18,7 +18,7 @@ from PIL import Image
 
 from gqn.cli import main
 from gqn.converters.example import encode_scene
-from gqn.converters.tfrecord import RecordWriter
+from gqn.converters.tfrecord import RecordWriter, masked_crc32c
 from gqn.shards import Dataset, ShardWriter
 from tests.tfrecord_data import Scene, block_jpeg, random_cameras, write_files
 
@@ -133,6 +133,8 @@ def write_bad_file(path, defect):
         "not_jpeg": encode_scene(frames[:2] + [b"\x89PNG\r\n\x1a\n" + bytes(64)] + frames[3:], cameras),
         "wrong_size": encode_scene([block_jpeg(rng, 32)] + frames[1:], cameras),
         "wrong_views": encode_scene(frames[:14], cameras[:14]),
+        "nan_camera": encode_scene(frames, np.where(np.arange(5) == 1, np.nan, cameras)),
+        "inf_camera": encode_scene(frames, np.where(np.arange(15)[:, None] == 4, -np.inf, cameras)),
     }
     with RecordWriter(path) as w:
         for i, scene in enumerate(records):
@@ -143,6 +145,19 @@ def write_bad_file(path, defect):
         corrupt(path, 9, 1)
     elif defect == "truncated":
         path.write_bytes(path.read_bytes()[:-500])
+    elif defect == "huge_length":
+        claim_length(path, 1, 1 << 40)
+
+
+def claim_length(path, record, length):
+    """Rewrite record ``record``'s header to claim ``length`` bytes, with a valid length CRC."""
+    raw = bytearray(path.read_bytes())
+    start = 0
+    for _ in range(record):
+        start += 16 + int.from_bytes(raw[start:start + 8], "little")
+    header = length.to_bytes(8, "little")
+    raw[start:start + 12] = header + masked_crc32c(header).to_bytes(4, "little")
+    path.write_bytes(bytes(raw))
 
 
 BAD_INPUTS = {
@@ -153,6 +168,9 @@ BAD_INPUTS = {
     "not_jpeg": "frame 2 is not a decodable JPEG image",
     "wrong_size": "frame 0 is 32x32 pixels; the dataset has 64x64",
     "wrong_views": "scene has 14 frames and 70 camera values; the dataset has 15 views",
+    "nan_camera": r"camera of view 0 holds a NaN or infinite value \(15 of 15 views\)",
+    "inf_camera": r"camera of view 4 holds a NaN or infinite value \(1 of 15 views\)",
+    "huge_length": "record length of 1099511627776 bytes exceeds the 1 GiB limit",
 }
 
 
@@ -193,6 +211,25 @@ def test_skip_corrupt_converts_the_rest(sm5, tmp_path, capsys):
     data, _ = read_all(tmp_path / "out" / "train")
     assert len(data["images"]) == 11  # 2 + 2 + 2 good records of the bad files, then 5 more
     assert np.array_equal(data["cameras"][6:], np.stack([s.cameras for s in scenes["train"][:5]]))
+
+
+def test_skip_corrupt_handles_huge_lengths_and_bad_cameras(sm5, tmp_path, capsys):
+    root, scenes = sm5
+    train = tmp_path / SM5 / "train"
+    train.mkdir(parents=True)
+    for i, defect in enumerate(["huge_length", "nan_camera", "inf_camera"], 1):
+        write_bad_file(train / f"{i}-of-4.tfrecord", defect)
+    (train / "4-of-4.tfrecord").symlink_to(root / "train" / "1-of-3.tfrecord")
+    code, out, err = convert(capsys, tmp_path / SM5, tmp_path / "out", "--skip-corrupt")
+    assert code == 0, err
+    assert "train: 10 scenes from 4 files" in out and "3 corrupt records skipped" in out
+    assert "1-of-4.tfrecord: record 1: record length of 1099511627776 bytes exceeds the 1 GiB limit" in err
+    assert "rest of the file skipped" in err and "Traceback" not in err
+    assert "2-of-4.tfrecord: record 1: camera of view 0 holds a NaN or infinite value" in err
+    assert "3-of-4.tfrecord: record 1: camera of view 4 holds a NaN or infinite value" in err
+    data, _ = read_all(tmp_path / "out" / "train")
+    assert np.isfinite(data["cameras"]).all() and np.isfinite(data["viewpoints"]).all()
+    assert np.array_equal(data["cameras"][5:], np.stack([s.cameras for s in scenes["train"][:5]]))
 
 
 def test_resume_refuses_other_parameters(sm5, tmp_path, capsys):
@@ -257,7 +294,8 @@ def test_export_round_trip(sm5, tmp_path, capsys):
     code, out, _ = run_gqn(capsys, "export", "tfrecord", tmp_path / "shards", exported, "--records-per-file", "5",
                            "--no-progress")
     assert code == 0 and "12 scenes into 3 TFRecord files" in out
-    assert leftovers(exported / "train") == ["1-of-3.tfrecord", "2-of-3.tfrecord", "3-of-3.tfrecord"]
+    assert leftovers(exported / "train") == [".gqn-export.json", "1-of-3.tfrecord", "2-of-3.tfrecord",
+                                             "3-of-3.tfrecord"]
     assert convert(capsys, exported, tmp_path / "again")[0] == 0
     for split in ("train", "test"):
         first, _ = read_all(tmp_path / "shards" / split)

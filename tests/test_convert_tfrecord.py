@@ -107,6 +107,31 @@ def test_length_crc_mismatch_ends_the_file(tmp_path):
     assert "record 1: length CRC mismatch" in str(errors[0]) and errors[0].fatal
 
 
+@pytest.mark.parametrize("compress", [False, True])
+def test_huge_length_with_valid_crc_is_a_corrupt_header(tmp_path, compress):
+    length = struct.pack("<Q", 1 << 40)  # a 1 TiB record: its CRC checks out, reading it would not fit memory
+    huge = length + struct.pack("<I", mask(crc32c_bitwise(length))) + b"z" * 100
+    raw = framed(b"x") + huge + framed(b"y")
+    path = tmp_path / "g.tfrecord"
+    path.write_bytes(gzip.compress(raw) if compress else raw)
+    with pytest.raises(RecordError, match=r"g\.tfrecord: record 1: record length of 1099511627776 bytes exceeds "
+                                          r"the 1 GiB limit \(corrupt record header\)"):
+        list(RecordReader(path))
+    errors = []
+    assert list(RecordReader(path, on_corrupt=errors.append)) == [(0, b"x")]
+    assert [(e.index, e.fatal) for e in errors] == [(1, True)]
+    with pytest.raises(RecordError, match="record 1: record length"):  # also when skipping to a start
+        list(RecordReader(path, start=2))
+
+
+def test_length_past_the_end_of_a_plain_file_is_truncation(tmp_path):
+    length = struct.pack("<Q", 1 << 29)  # under the limit, but far more than the file holds
+    path = tmp_path / "h.tfrecord"
+    path.write_bytes(framed(b"x") + length + struct.pack("<I", mask(crc32c_bitwise(length))) + b"z" * 10)
+    with pytest.raises(RecordError, match="record 1: truncated file \\(record of 536870912 bytes cut short"):
+        list(RecordReader(path))
+
+
 def test_truncated_gzip(tmp_path):
     path = tmp_path / "f.tfrecord.gz"
     path.write_bytes(gzip.compress(framed(b"q" * 1000) * 5)[:-30])

@@ -6,7 +6,7 @@ import numpy as np
 from gqn.model.online import RenderedBatches
 from gqn.renderer.stream import RenderConfig
 from gqn.shards import Dataset
-from tests.helpers import gqn
+from tests.helpers import assert_one_line_error, gqn
 
 MODEL = ["--hidden", 8, "--steps", 2, "--canvas", 8, "--r-channels", 8, "--representation", "pool"]
 RENDER = ["--render", "shepard-matzler", "--render-size", 16, "--render-views", 4, "--render-workers", 2]
@@ -60,3 +60,26 @@ def test_bad_family_parameter_is_one_line(tmp_path):
                  "--no-progress", *MODEL)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "bad parameters {'partz': 3}" in result.stderr
+
+
+def test_saved_scenes_store_the_family_defaults_as_gqn_render_does(tmp_path):
+    """`--save-rendered` stores every family parameter, defaults included, exactly as `gqn render` stores
+    them; an explicit default then resumes, and a refusal names --save-rendered (not --out)."""
+    saved, run = tmp_path / "saved", tmp_path / "run"
+    args = ["train", "--render", "shepard-matzler", "--render-size", 16, "--render-views", 4, "--render-workers", 1,
+            "--save-rendered", saved, "--batch-size", 2, "--log-every", 1, "--no-progress", *MODEL]
+    gqn(*args, "--out", run, "--iterations", 1, check=True)
+    gqn("render", "shepard-matzler", "--scenes", 2, "--size", 16, "--views", 4, "--out", tmp_path / "render",
+        "--workers", 1, "--no-progress", check=True)
+    with Dataset(saved) as ds, Dataset(tmp_path / "render") as reference:
+        stored, expected = ds.params, reference.params
+    del expected["scenes"]  # a training run decides how many as it goes
+    assert stored == expected and stored["parts"] == 5
+    result = gqn(*args, "--out", run, "--iterations", 2, "--resume", "--render-param", "parts=5")
+    assert result.returncode == 0, result.stderr
+    with Dataset(saved) as ds:
+        assert ds.num_scenes == 4 and ds.params == stored
+    result = gqn(*args, "--out", tmp_path / "run7", "--iterations", 1, "--render-param", "parts=7")
+    assert_one_line_error(result, f"{saved} already holds a dataset written with other parameters",
+                          "use a new --save-rendered directory")
+    assert "--out" not in result.stderr

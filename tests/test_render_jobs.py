@@ -8,6 +8,7 @@ import signal
 import numpy as np
 import pytest
 
+from gqn.errors import GqnError
 from gqn.shards import Dataset
 from tests.helpers import assert_one_line_error, gqn, has_complete_and_tmp, shard_files, signal_when
 
@@ -152,3 +153,44 @@ def test_info_and_preview(reference, tmp_path):
 
 def test_info_rejects_a_directory_without_shards(tmp_path):
     assert_one_line_error(gqn("info", tmp_path), "no shards")
+
+
+@pytest.mark.parametrize("part", ["0/1000", "6/8"])  # 3 shards in 8 parts: parts 0, 1, 3, 4 and 6 own none
+def test_a_part_that_owns_no_shard_says_so(tmp_path, part):
+    result = gqn(*render_args("shepard-matzler", tmp_path / "p", "--shard", part, "--workers", 1))
+    assert result.returncode == 0 and "Traceback" not in result.stderr
+    n = int(part.split("/")[1])
+    assert result.stderr.strip() == (f"{tmp_path / 'p'}: part {part} owns no shard: the job has 3 shards "
+                                     f"(10 scenes, 4 per shard) for {n} parts, so {n - 3} of them own none; "
+                                     "nothing to do")
+    assert not list((tmp_path / "p").glob("*.h5"))
+
+
+@pytest.mark.parametrize("args, largest", [(["--size", 4096, "--no-anti-aliasing"], 3276),
+                                           (["--size", 1024, "--views", 300], 908)])
+def test_size_too_large_for_the_views_is_refused_before_rendering(tmp_path, args, largest):
+    size, views = args[1], args[3] if args[2] == "--views" else 15
+    result = gqn("render", "shepard-matzler", "--scenes", 1, "--out", tmp_path / "x", *args)
+    assert_one_line_error(result, f"--size {size} with --views {views} does not fit the renderer's 16384x16384 "
+                                  "px framebuffer", f"with --views {views}, --size can be at most {largest}")
+    assert result.stderr.count("\n") == 1 and not (tmp_path / "x").exists()
+
+
+def test_largest_size_named_in_the_refusal_renders(tmp_path):
+    from gqn.renderer.job import check_render_size
+    from gqn.renderer.stream import RenderConfig
+    from gqn.renderer.tiled import atlas_layout
+
+    for views, largest in ((15, 3276), (300, 908), (1000, 496)):
+        check_render_size(RenderConfig("shepard-matzler", {"parts": 5}, views, largest, 0))
+        with pytest.raises(GqnError, match=f"can be at most {largest}$"):
+            check_render_size(RenderConfig("shepard-matzler", {"parts": 5}, views, largest + 4, 0))
+        cols, rows = atlas_layout(largest, views)
+        assert cols * rows >= views and max(cols, rows) * largest <= 16384
+
+
+def test_train_render_size_too_large_for_the_views_is_refused(tmp_path):
+    result = gqn("train", "--render", "shepard-matzler", "--render-size", 1024, "--render-views", 300,
+                 "--out", tmp_path / "run", "--iterations", 1, "--no-progress")
+    assert_one_line_error(result, "--render-size 1024 with --render-views 300 does not fit",
+                          "--render-size can be at most 908")

@@ -1,4 +1,5 @@
 import json
+import shutil
 import subprocess
 import sys
 
@@ -8,6 +9,7 @@ import pytest
 
 from gqn import shards
 from gqn.shards import Dataset, ShardError, ShardWriter, prepare_output, read_attrs, viewpoints_from_cameras
+from tests.helpers import assert_one_line_error, gqn
 
 PARAMS = {"size": 8, "views": 3}
 
@@ -158,3 +160,83 @@ def test_shard_sequence_drops_a_partial_shard_unless_kept(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["000000.h5"]
     with pytest.raises(ShardError, match="does not start shard"):
         shards.ShardSequence(tmp_path, 4, 10, 3, 8, family="t", params={}).write(5, images, np.zeros((5, 3, 5)))
+
+
+def write_three(directory):
+    """Shards 000000..000002 of 4, 4 and 2 scenes (4 per shard)."""
+    for index, n in enumerate((4, 4, 2)):
+        write(directory, index, n)
+
+
+def test_missing_shard_between_others_is_refused(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    write_three(data)
+    (data / "000001.h5").unlink()
+    with pytest.raises(ShardError) as error:
+        Dataset(data)
+    assert str(error.value) == f"{data}: shard 000001.h5 is missing (scenes 4..7 between 000000.h5 and 000002.h5)"
+    assert_one_line_error(gqn("info", data), "shard 000001.h5 is missing")
+    result = gqn("train", data, "--out", tmp_path / "run", "--iterations", 1, "--no-progress")
+    assert_one_line_error(result, "shard 000001.h5 is missing")
+    assert not (tmp_path / "run" / "snapshot.npz").exists()
+
+
+def test_duplicated_shard_is_refused(tmp_path):
+    write_three(tmp_path)
+    shutil.copy(tmp_path / "000000.h5", tmp_path / "000003.h5")
+    with pytest.raises(ShardError, match=r"000003\.h5: holds scenes 0\.\.3, those of 000000\.h5, which is also "
+                                         r"present: a duplicated shard"):
+        Dataset(tmp_path)
+    assert_one_line_error(gqn("info", tmp_path), "000003.h5: holds scenes 0..3", "duplicated shard")
+    (tmp_path / "000000.h5").unlink()
+    with pytest.raises(ShardError, match=r"000003\.h5: holds scenes 0\.\.3, those of 000000\.h5: a renamed"):
+        Dataset(tmp_path)
+
+
+def test_short_shard_before_the_last_is_refused(tmp_path):
+    write(tmp_path, 0, 2)
+    write(tmp_path, 1, 4)
+    with pytest.raises(ShardError, match=r"000000\.h5 holds 2 of its 4 scenes but is not the last shard "
+                                         r"\(scenes 2\.\.3 between 000000\.h5 and 000001\.h5\)"):
+        Dataset(tmp_path)
+
+
+def test_a_run_of_consecutive_shards_is_accepted(tmp_path):
+    """What a `--shard K/N` part (or a run still going) leaves: shards missing only before or after."""
+    write_three(tmp_path)
+    (tmp_path / "000000.h5").unlink()
+    with Dataset(tmp_path) as ds:
+        assert ds.num_scenes == 6 and [p.name for p in ds.shards] == ["000001.h5", "000002.h5"]
+    (tmp_path / "000002.h5").unlink()
+    with Dataset(tmp_path) as ds:
+        assert ds.num_scenes == 4
+
+
+def corrupt_chunk(path, scene):
+    """Overwrite bytes inside the stored (compressed) image chunk of ``scene``."""
+    with h5py.File(path) as f:
+        info = f["images"].id.get_chunk_info(scene)
+    raw = bytearray(path.read_bytes())
+    start = info.byte_offset + info.size // 4
+    raw[start:start + 16] = bytes(b ^ 0xFF for b in raw[start:start + 16])
+    path.write_bytes(bytes(raw))
+
+
+def test_corrupt_image_chunk_names_shard_and_scene(tmp_path):
+    write(tmp_path, 0, 4, compression="gzip-1")
+    write(tmp_path, 1, 4, compression="gzip-1")
+    corrupt_chunk(tmp_path / "000001.h5", 2)
+    message = rf"000001\.h5: scene 6 \(scene 2 of this shard\) cannot be read: its images data is corrupt \(.+\)"
+    with Dataset(tmp_path) as ds:
+        with pytest.raises(ShardError, match=message):
+            ds.read(0, 8)
+        with pytest.raises(ShardError, match=message):
+            ds.read_views(6, [0, 2])
+        assert ds.read_views(5, [1])["images"].shape == (1, 8, 8, 3)  # the other scenes still read
+        assert ds.read(0, 8, names=("cameras",))["cameras"].shape == (8, 3, 5)
+    result = gqn("info", tmp_path, "--preview", tmp_path / "p.png", "--preview-scenes", 8)
+    assert_one_line_error(result, "000001.h5: scene 6 (scene 2 of this shard) cannot be read")
+    result = gqn("export", "tfrecord", tmp_path, tmp_path / "tf", "--no-progress")
+    assert_one_line_error(result, "000001.h5: scene 6 (scene 2 of this shard) cannot be read")
+    assert not list((tmp_path / "tf").glob("*.tfrecord*"))  # no partial TFRecord file is left behind

@@ -83,7 +83,9 @@ def find_inputs(srcs) -> dict[str, list[Path]]:
             found = {_split_of(src.parent): [src]}
         elif src.is_dir():
             dirs = [src / s for s in SPLITS if (src / s).is_dir()] or [src]
-            found = {_split_of(d): sorted(d.glob("*.tfrecord*")) for d in dirs}
+            # names starting with "." are temporary files of an unfinished writer (RecordWriter, gqn export)
+            found = {_split_of(d): sorted(p for p in d.glob("*.tfrecord*") if not p.name.startswith("."))
+                     for d in dirs}
             if not any(found.values()):
                 raise ConvertError(f"{src}: no TFRecord files (*.tfrecord, *.tfrecord.gz) found"
                                    + " in train/ or test/" * (dirs[0] != src))
@@ -185,6 +187,10 @@ def decode_scene(data: bytes, out: np.ndarray) -> np.ndarray:
     if len(frames) != views or cameras.size != 5 * views:
         raise ExampleError(f"scene has {len(frames)} frames and {cameras.size} camera values; "
                            f"the dataset has {views} views ({5 * views} camera values)")
+    bad = ~np.isfinite(cameras.reshape(views, 5)).all(axis=1)
+    if bad.any():
+        raise ExampleError(f"camera of view {int(np.argmax(bad))} holds a NaN or infinite value "
+                           f"({int(bad.sum())} of {views} views)")
     for view, frame in enumerate(frames):
         decode_frame(frame, out[view], view)
     return cameras.reshape(views, 5)
@@ -233,7 +239,7 @@ class _Conversion:
         self._source: list[dict] = []  # file ranges of the shard being written
 
     def run(self) -> SplitSummary:
-        done = prepare_output(self.out, self.family, self.params)
+        done = prepare_output(self.out, self.family, self.params, option="OUT")
         self.shard = 0
         while self.shard in done:
             self.shard += 1

@@ -66,9 +66,12 @@ def parse_scene(data: bytes) -> tuple[list[bytes], np.ndarray]:
 
 
 def encode_scene(frames: list[bytes], cameras: np.ndarray) -> bytes:
-    """A serialized Example with features ``frames`` (bytes list) and ``cameras`` (flattened float list)."""
+    """A serialized Example with features ``frames`` (bytes list) and ``cameras`` (flattened float list).
+
+    Serialized deterministically (map entries in key order): protobuf otherwise orders the features by a
+    per-process hash, so the same scene could give other bytes in another run."""
     example = Example()
     feature = example.features.feature
     feature["frames"].bytes_list.value.extend(frames)
     feature["cameras"].float_list.value.extend(np.asarray(cameras, dtype=np.float32).ravel().tolist())
-    return example.SerializeToString()
+    return example.SerializeToString(deterministic=True)

@@ -3,12 +3,21 @@
 Scenes keep their order: file ``{i}-of-{n}.tfrecord`` holds scenes ``(i-1)*R .. i*R-1`` for ``R`` records
 per file. Frames are JPEG-encoded (4:4:4 chroma, ``quality``), cameras are written as stored (raw x, y, z,
 yaw, pitch), so converting the files back gives the same cameras exactly and the frames up to JPEG loss.
+
+Each file is written under a temporary name and renamed when complete, and is a pure function of the
+shards and the export parameters (recorded in ``.gqn-export.json`` next to the files). An interrupted
+export resumes like ``gqn convert``: a re-run with the same parameters keeps the complete files, removes
+stale temporary files and writes the rest; a re-run with other parameters is refused.
 """
 from __future__ import annotations
 
+import hashlib
+import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import simplejpeg
 from tqdm import tqdm
 
@@ -16,9 +25,13 @@ from gqn.converters.datasets import SPLITS, record_file_name
 from gqn.converters.example import encode_scene
 from gqn.converters.tfrecord import RecordWriter
 from gqn.errors import GqnError
-from gqn.shards import Dataset, list_shards
+from gqn.interrupt import Interrupted
+from gqn.shards import Dataset, list_shards, make_output_dir, remove_stale, write_error
 
 READ_BLOCK = 64  # scenes read from the shards at a time
+MANIFEST = ".gqn-export.json"  # the export parameters, compared when an export is resumed
+_RECORD_FILE_RE = re.compile(r"^[^.].*\.tfrecord")
+_TMP_RE = re.compile(r"^\.\d+-of-\d+\.tfrecord\.tmp$")
 
 
 class ExportError(GqnError):
@@ -30,9 +43,11 @@ class ExportSummary:
     out: Path
     scenes: int
     files: int
+    kept: int = 0  # complete files found from an earlier, interrupted run
 
     def __str__(self):
-        return f"{self.scenes} scenes into {self.files} TFRecord files in {self.out}"
+        kept = f" ({self.kept} kept from an earlier run)" if self.kept else ""
+        return f"{self.scenes} scenes into {self.files} TFRecord files in {self.out}{kept}"
 
 
 def export_tfrecord(data, out, *, records_per_file: int = 2000, quality: int = 95, compress: bool = False,
@@ -40,27 +55,95 @@ def export_tfrecord(data, out, *, records_per_file: int = 2000, quality: int = 9
     """Export a shard directory, or a directory holding ``train/`` and ``test/`` shard directories."""
     data, out = Path(data), Path(out)
     pairs = [] if list_shards(data) else [(data / s, out / s) for s in SPLITS if (data / s).is_dir()]
-    return [_export(src, dst, records_per_file, quality, compress, progress)
-            for src, dst in pairs or [(data, out)]]
+    try:
+        return [_export(src, dst, records_per_file, quality, compress, progress)
+                for src, dst in pairs or [(data, out)]]
+    except KeyboardInterrupt:  # the file being written was removed (RecordWriter)
+        raise Interrupted(f"Interrupted; the complete TFRecord files in {out} are kept: re-run the same "
+                          "command to resume.") from None
+
+
+def export_params(dataset: Dataset, records_per_file: int, quality: int, compress: bool) -> dict:
+    """Everything the exported files depend on: the source dataset and the export options."""
+    return {"records_per_file": records_per_file, "quality": quality, "gzip": compress,
+            "source": {"family": dataset.family, "params": dataset.params, "scenes": len(dataset),
+                       "views": dataset.views, "size": [dataset.height, dataset.width],
+                       "cameras_sha1": _fingerprint(dataset)}}
+
+
+def _fingerprint(dataset: Dataset) -> str:
+    """A digest of the first and the last scene's cameras: tells datasets with equal parameters apart (e.g.
+    ones written with another seed) without reading them whole."""
+    ends = [dataset.read(i, i + 1, names=("cameras",))["cameras"] for i in (0, len(dataset) - 1)]
+    return hashlib.sha1(b"".join(np.ascontiguousarray(c, np.float32).tobytes() for c in ends)).hexdigest()
+
+
+def prepare_export(out: Path, params: dict, names: list[str]) -> set[str]:
+    """Make ``out`` ready for a (resumed) export writing the files ``names``; returns those already complete.
+
+    Refuses TFRecord files written with other parameters (or not by ``gqn export``), then removes stale
+    temporary files and records ``params`` for the next run.
+    """
+    params = json.loads(json.dumps(params))  # as the manifest reads back: lists, not tuples
+    make_output_dir(out)
+    found = sorted(p.name for p in out.iterdir() if _RECORD_FILE_RE.match(p.name))
+    if found:
+        stored = _read_manifest(out)
+        if stored is None:
+            raise ExportError(f"{out} already holds TFRecord files that gqn export did not write (no {MANIFEST}); "
+                              "export into a new directory")
+        if stored != params:
+            raise ExportError(f"{out} already holds TFRecord files exported with other parameters "
+                              f"({_differences(stored, params)}); export into a new directory")
+        foreign = [name for name in found if name not in names]
+        if foreign:
+            raise ExportError(f"{out} already holds TFRecord files this export does not write ({foreign[0]}); "
+                              "export into a new directory")
+    remove_stale(p for p in out.iterdir() if _TMP_RE.match(p.name))
+    if not found:
+        manifest = out / MANIFEST
+        try:
+            manifest.write_text(json.dumps(params, sort_keys=True) + "\n")
+        except OSError as e:
+            manifest.unlink(missing_ok=True)
+            raise write_error("export parameters", manifest, e) from None
+    return set(found)
+
+
+def _differences(stored: dict, wanted: dict) -> str:
+    """What differs between an earlier export's parameters and this one's, in a few words."""
+    return "; ".join("another source dataset" if key == "source" else
+                     f"{key} {stored.get(key)} before, {wanted.get(key)} now"
+                     for key in sorted(set(stored) | set(wanted)) if stored.get(key) != wanted.get(key))
+
+
+def _read_manifest(out: Path) -> dict | None:
+    try:
+        return json.loads((out / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def _export(src: Path, out: Path, records_per_file: int, quality: int, compress: bool,
             progress: bool) -> ExportSummary:
     with Dataset(src) as dataset:
-        out.mkdir(parents=True, exist_ok=True)
-        if any(out.glob("*.tfrecord*")):
-            raise ExportError(f"{out} already holds TFRecord files; export into a new directory")
         n_files = -(-len(dataset) // records_per_file)
-        with tqdm(total=len(dataset), unit="scenes", disable=not progress, desc=src.name,
+        names = [record_file_name(i + 1, n_files) for i in range(n_files)]
+        done = prepare_export(out, export_params(dataset, records_per_file, quality, compress), names)
+        todo = {names[i]: range(i * records_per_file, min((i + 1) * records_per_file, len(dataset)))
+                for i in range(n_files) if names[i] not in done}  # file name -> its scenes
+        with tqdm(total=sum(map(len, todo.values())), unit="scenes", disable=not progress, desc=src.name,
                   dynamic_ncols=True) as bar:
-            for i in range(n_files):
-                first, stop = i * records_per_file, min((i + 1) * records_per_file, len(dataset))
-                with RecordWriter(out / record_file_name(i + 1, n_files), compress=compress) as writer:
-                    for start in range(first, stop, READ_BLOCK):
-                        block = dataset.read(start, min(start + READ_BLOCK, stop), names=("images", "cameras"))
-                        for images, cameras in zip(block["images"], block["cameras"]):
-                            frames = [simplejpeg.encode_jpeg(image, quality, colorsubsampling="444")
-                                      for image in images]
-                            writer.write(encode_scene(frames, cameras))
-                        bar.update(len(block["images"]))
-        return ExportSummary(out, len(dataset), n_files)
+            for name, scenes in todo.items():
+                with RecordWriter(out / name, compress=compress) as writer:
+                    _write_scenes(dataset, scenes, quality, writer, bar)
+        return ExportSummary(out, len(dataset), n_files, len(done))
+
+
+def _write_scenes(dataset: Dataset, scenes: range, quality: int, writer: RecordWriter, bar) -> None:
+    for start in range(scenes.start, scenes.stop, READ_BLOCK):
+        block = dataset.read(start, min(start + READ_BLOCK, scenes.stop), names=("images", "cameras"))
+        for images, cameras in zip(block["images"], block["cameras"]):
+            frames = [simplejpeg.encode_jpeg(image, quality, colorsubsampling="444") for image in images]
+            writer.write(encode_scene(frames, cameras))
+        bar.update(len(block["images"]))

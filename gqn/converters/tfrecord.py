@@ -16,12 +16,16 @@ from typing import Callable, Iterator
 import crc32c
 
 from gqn.errors import GqnError
+from gqn.shards import write_error
 
 _MASK_DELTA = 0xA282EAD8
 _HEADER = struct.Struct("<QI")
 _FOOTER = struct.Struct("<I")
 _GZIP_MAGIC = b"\x1f\x8b"
 _BUFFER = 1 << 20
+# No GQN scene comes near this (a 300-view mazes record is about 1 MB); a longer length in a header whose CRC
+# checks out is damage (or a foreign file), and reading it would try to allocate that many bytes.
+MAX_RECORD_BYTES = 1 << 30
 
 
 class RecordError(GqnError):
@@ -50,9 +54,9 @@ class RecordReader:
 
     Records before ``start`` are skipped without reading their data. A corrupt record raises ``RecordError``;
     with ``on_corrupt`` set, the error is passed to it instead and reading goes on where the framing can
-    still be trusted (a bad data CRC skips one record; a bad length CRC, a truncated file or a broken GZIP
-    stream end the file, ``error.fatal`` is then True). ``position`` is the byte offset reached in the file
-    on disk (compressed offset for GZIP files), for progress reporting.
+    still be trusted (a bad data CRC skips one record; a bad length CRC, a length above ``MAX_RECORD_BYTES``,
+    a truncated file or a broken GZIP stream end the file, ``error.fatal`` is then True). ``position`` is the
+    byte offset reached in the file on disk (compressed offset for GZIP files), for progress reporting.
     """
 
     def __init__(self, path, start: int = 0, on_corrupt: Callable[[RecordError], None] | None = None):
@@ -62,6 +66,8 @@ class RecordReader:
         self._raw = open(self.path, "rb", buffering=_BUFFER)
         self._stream = gzip.GzipFile(fileobj=self._raw, mode="rb") if is_gzip(self.path) else self._raw
         self._offset = 0  # bytes of the (uncompressed) stream consumed; tell() would cost a system call
+        # a plain file's size: a record that cannot fit is known to be cut short before its bytes are read
+        self._size = os.fstat(self._raw.fileno()).st_size if self._stream is self._raw else None
 
     @property
     def position(self) -> int:
@@ -111,15 +117,19 @@ class RecordReader:
         length, length_crc = _HEADER.unpack(header)
         if masked_crc32c(header[:8]) != length_crc:
             raise RecordError(self.path, index, "length CRC mismatch (corrupt record header)", fatal=True)
+        if length > MAX_RECORD_BYTES:
+            raise RecordError(self.path, index, f"record length of {length} bytes exceeds the "
+                              f"{MAX_RECORD_BYTES >> 30} GiB limit (corrupt record header)", fatal=True)
         return length
 
     def _read_record(self, index: int) -> bytes | None:
         length = self._header(index)
         if length is None:
             return None
-        data = self._stream.read(length)
-        footer = self._stream.read(_FOOTER.size)
-        if len(data) < length or len(footer) < _FOOTER.size:
+        fits = self._size is None or self._offset + _HEADER.size + length + _FOOTER.size <= self._size
+        data = self._stream.read(length) if fits else b""
+        footer = self._stream.read(_FOOTER.size) if fits else b""
+        if not fits or len(data) < length or len(footer) < _FOOTER.size:
             raise RecordError(self.path, index, f"truncated file (record of {length} bytes cut short)",
                               fatal=True)
         self._offset += _HEADER.size + length + _FOOTER.size
@@ -134,7 +144,7 @@ class RecordReader:
             return None
         self._offset += _HEADER.size + length + _FOOTER.size
         if self._stream.seek(self._offset) != self._offset or (
-                self._stream is self._raw and self._offset > os.fstat(self._raw.fileno()).st_size):
+                self._size is not None and self._offset > self._size):
             raise RecordError(self.path, index, "truncated file", fatal=True)
         return True
 
@@ -142,30 +152,51 @@ class RecordReader:
 class RecordWriter:
     """Writes a TFRecord file atomically: to ``.NAME.tmp`` first, renamed to ``NAME`` by ``close()``.
 
-    Leaving the ``with`` block through an exception removes the temporary file instead.
+    Leaving the ``with`` block through an exception removes the temporary file instead; so does a failed
+    write (a full disk), which raises a one-line ``WriteError`` naming the file. GZIP files carry no name and
+    no time stamp, so the same records always give the same bytes.
     """
 
     def __init__(self, path, compress: bool = False):
         self.path = Path(path)
         self.tmp_path = self.path.with_name(f".{self.path.name}.tmp")
-        self._raw = open(self.tmp_path, "wb", buffering=_BUFFER)
-        self._stream = gzip.GzipFile(fileobj=self._raw, mode="wb") if compress else self._raw
+        self._raw = self._stream = None
+        try:
+            self._raw = open(self.tmp_path, "wb", buffering=_BUFFER)
+            self._stream = (gzip.GzipFile(filename="", fileobj=self._raw, mode="wb", mtime=0) if compress
+                            else self._raw)
+        except OSError as e:
+            raise self._failed(e) from None
 
     def write(self, data: bytes) -> None:
         length = struct.pack("<Q", len(data))
-        self._stream.write(length + _FOOTER.pack(masked_crc32c(length)))
-        self._stream.write(data)
-        self._stream.write(_FOOTER.pack(masked_crc32c(data)))
+        try:
+            self._stream.write(length + _FOOTER.pack(masked_crc32c(length)))
+            self._stream.write(data)
+            self._stream.write(_FOOTER.pack(masked_crc32c(data)))
+        except OSError as e:
+            raise self._failed(e) from None
 
     def close(self) -> Path:
-        self._stream.close()
-        self._raw.close()
-        os.replace(self.tmp_path, self.path)
+        try:
+            self._stream.close()
+            self._raw.close()
+            os.replace(self.tmp_path, self.path)
+        except OSError as e:
+            raise self._failed(e) from None
         return self.path
 
+    def _failed(self, error: OSError) -> GqnError:
+        self.abort()
+        return write_error("TFRecord file", self.tmp_path, error)
+
     def abort(self) -> None:
-        self._stream.close()
-        self._raw.close()
+        for stream in (self._stream, self._raw):
+            try:
+                if stream is not None:
+                    stream.close()
+            except (OSError, ValueError):  # unflushed data of a failed write
+                pass
         self.tmp_path.unlink(missing_ok=True)
 
     def __enter__(self):

@@ -12,6 +12,7 @@ that was incomplete when it stopped, so the saved dataset has no gap.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -96,16 +97,20 @@ class RenderedBatches:
 
     # --- saving ----------------------------------------------------------------------------------
     def _params(self) -> dict:
-        from gqn.renderer.job import dataset_params
+        """The saved shards' ``params``: what `gqn render` stores for the same scenes (the family's defaults
+        included), less the scene count."""
+        from gqn.renderer.job import dataset_params, family_params
 
-        params = dataset_params(self.config, 0, self.save.scenes_per_shard, self.save.compression)
+        config = dataclasses.replace(self.config, params=family_params(self.config.family, self.config.params))
+        params = dataset_params(config, 0, self.save.scenes_per_shard, self.save.compression)
         del params["scenes"]  # open-ended: the run decides how many
         return params
 
     def _prepare_save(self, train_from: int) -> int:
         """Make the save directory ready; returns the first scene it still needs."""
         directory = Path(self.save.directory)
-        done = prepare_output(directory, self.config.stored_family, self._params())
+        done = prepare_output(directory, self.config.stored_family, self._params(),
+                              option="--save-rendered")
         for path in list_shards(directory):  # a previous run's last, partial shard is redone
             if read_attrs(path)["_shapes"]["images"][0] < self.save.scenes_per_shard:
                 path.unlink()

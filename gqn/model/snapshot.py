@@ -14,6 +14,7 @@ from chainer import serializers
 
 from gqn import __version__
 from gqn.errors import GqnError
+from gqn.shards import write_error
 
 FORMAT = "gqn-run"
 FORMAT_VERSION = 1
@@ -30,11 +31,66 @@ def save(path, model, optimizer, meta: dict) -> None:
             **meta}
     arrays["meta"] = np.array(json.dumps(meta))
     tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        np.savez(f, **arrays)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            sink = _Sink(f)
+            np.savez(sink, **arrays)
+            sink.flush()
+            if sink.error is not None:
+                raise sink.error
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:  # a full disk: the previous snapshot.npz is kept
+        tmp.unlink(missing_ok=True)
+        raise write_error("snapshot", tmp, e) from None
+
+
+class _Sink:
+    """The file ``np.savez`` writes to. After the first failed write (a full disk) it keeps the error and
+    swallows the rest, so that numpy's zip writer finishes (and cleans up) without raising or printing:
+    left to fail inside numpy, its clean-up would run on the closed file ("seek of closed file")."""
+
+    def __init__(self, file):
+        self.file = file
+        self.error: OSError | None = None
+        self.position = 0  # where the zip writer thinks it is, once writes go nowhere
+
+    def _attempt(self, operation, *args):
+        if self.error is None:
+            try:
+                return operation(*args)
+            except OSError as e:
+                self.error, self.position = e, self._last_position()
+        return None
+
+    def _last_position(self) -> int:
+        try:
+            return self.file.tell()
+        except (OSError, ValueError):
+            return 0
+
+    def write(self, data) -> int:
+        size = memoryview(data).nbytes
+        if self._attempt(self.file.write, data) is None:
+            self.position += size
+        return size
+
+    def tell(self) -> int:
+        result = self._attempt(self.file.tell)
+        return self.position if result is None else result
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        result = self._attempt(self.file.seek, offset, whence)
+        if result is None:
+            self.position = offset if whence == os.SEEK_SET else self.position + offset
+            return self.position
+        return result
+
+    def flush(self) -> None:
+        self._attempt(self.file.flush)
+
+    def read(self, *args):  # numpy takes only objects with ``read`` for open files
+        raise OSError("a snapshot being written cannot be read")
 
 
 def _open(path):

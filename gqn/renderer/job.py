@@ -1,6 +1,8 @@
 """`gqn render`: render a dataset into shards, resumable, optionally as one part of a larger job."""
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import math
 import os
 import time
@@ -10,7 +12,9 @@ from tqdm import tqdm
 
 from gqn.errors import GqnError
 from gqn.interrupt import deferred_ctrl_c
+from gqn.renderer.families import get_family
 from gqn.renderer.stream import RenderConfig, SceneStream, build_family, split
+from gqn.renderer.tiled import MAX_ATLAS_SIDE, atlas_fits
 from gqn.shards import DEFAULT_COMPRESSION, ShardSequence, prepare_output
 
 _MPI_ENV = (("OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"), ("PMI_RANK", "PMI_SIZE"),
@@ -31,6 +35,33 @@ def part_shards(total_shards: int, part: tuple[int, int]) -> range:
     return range(k * total_shards // n, (k + 1) * total_shards // n)
 
 
+def _fits(config: RenderConfig, size: int) -> bool:
+    """Whether one render pass of ``config`` at image size ``size`` fits the renderer's framebuffer."""
+    config = dataclasses.replace(config, size=size)
+    return atlas_fits(size, config.chunk_scenes * config.views)
+
+
+def check_render_size(config: RenderConfig, size_option: str = "--size", views_option: str = "--views") -> None:
+    """Refuse, before any worker starts, an image size and view count whose views do not fit side by side
+    in the renderer's framebuffer (``tiled.MAX_ATLAS_SIDE`` px a side); the message names the largest size
+    that works with those views. The options are named as the command calls them."""
+    if _fits(config, config.size):
+        return
+    largest = next((s for s in range(config.size - 4, 7, -4) if _fits(config, s)), None)
+    raise GqnError(f"{size_option} {config.size} with {views_option} {config.views} does not fit the renderer's "
+                   f"{MAX_ATLAS_SIDE}x{MAX_ATLAS_SIDE} px framebuffer (a scene's views are drawn side by side): "
+                   + (f"with {views_option} {config.views}, {size_option} can be at most {largest}"
+                      if largest else f"use fewer {views_option}"))
+
+
+def family_params(family: str, params: dict) -> dict:
+    """``params`` completed with the family's defaults for the parameters not given (read from the family
+    class's ``__init__``), as `gqn render`, whose options carry those defaults, passes them."""
+    signature = inspect.signature(get_family(family).__init__)
+    defaults = {name: p.default for name, p in signature.parameters.items() if p.default is not p.empty}
+    return {**defaults, **params}
+
+
 def dataset_params(config: RenderConfig, scenes: int, scenes_per_shard: int, compression: str) -> dict:
     """Every parameter that determines the dataset's content (stored in each shard; compared on resume): the
     family's own and ``stream.DATASET_KEYS``."""
@@ -48,7 +79,10 @@ def render_dataset(family: str, family_params: dict, *, scenes: int, views: int,
     Under mpiexec (and no explicit ``part``) each rank renders its part and rank 0 reports the whole job.
     """
     config = RenderConfig(family, dict(family_params), views, size, seed, anti_aliasing)
-    build_family(config)  # bad family parameters fail here, before the output directory is touched
+    # a size too large for the views and bad family parameters fail here, before the output directory is
+    # touched or a worker starts
+    check_render_size(config)
+    build_family(config)
     from_mpi = part is None and mpi_part() is not None
     part = part or mpi_part() or (0, 1)
     lead = part[0] == 0  # one process reports for the whole job
@@ -64,7 +98,12 @@ def render_dataset(family: str, family_params: dict, *, scenes: int, views: int,
     summary = {"rendered": rendered, "shards": len(todo), "seconds": seconds}
     if from_mpi:
         summary = _mpi_sum(summary)
-    if not summary["shards"]:
+    if not mine and not from_mpi:  # an explicit --shard K/N: every part reports for itself
+        shards = f"{total_shards} shard" + "s" * (total_shards != 1)
+        click.echo(f"{out}: part {part[0]}/{part[1]} owns no shard: the job has {shards} ({scenes} scenes, "
+                   f"{scenes_per_shard} per shard) for {part[1]} parts, so {part[1] - total_shards} of them "
+                   "own none; nothing to do", err=True)
+    elif not summary["shards"]:
         _echo(lead, f"{out}: all shards of this job are complete; nothing to do")
     else:
         n, seconds = summary["rendered"], max(summary["seconds"], 1e-9)

@@ -86,6 +86,22 @@ void main() {
 """
 
 _FLOATS_PER_INSTANCE = 12 * 4  # twelve vec4 attributes, locations 3..14
+MAX_ATLAS_SIDE = 16384  # px: the framebuffer's width and height at most (a common GL_MAX_RENDERBUFFER_SIZE)
+
+
+def atlas_layout(size: int, tiles: int) -> tuple[int, int]:
+    """(columns, rows) of the atlas that TiledRenderer uses for ``tiles`` views of ``size`` px, each side at
+    most ``MAX_ATLAS_SIDE``; columns x rows may be fewer than ``tiles`` when they do not fit (see
+    ``atlas_fits``)."""
+    cols = max(1, min(int(math.sqrt(tiles)), MAX_ATLAS_SIDE // size))
+    rows = max(1, min(math.ceil(tiles / cols), MAX_ATLAS_SIDE // size))
+    return cols, rows
+
+
+def atlas_fits(size: int, tiles: int) -> bool:
+    """Whether ``tiles`` views of ``size`` px fit the atlas of one render pass."""
+    cols, rows = atlas_layout(size, tiles)
+    return cols * rows >= tiles and size <= MAX_ATLAS_SIDE
 
 
 @dataclass
@@ -167,8 +183,7 @@ class TiledRenderer:
         self.projection = np.asarray(projection, dtype=np.float64)
         self.background = tuple(background)
         self.samples = samples
-        self.cols = max(1, min(int(math.sqrt(max_tiles)), 16384 // size))
-        self.rows = max(1, min(math.ceil(max_tiles / self.cols), 16384 // size))
+        self.cols, self.rows = atlas_layout(size, max_tiles)
         self.max_tiles = self.cols * self.rows
         self._program = self._build_program()
         self._meshes = {name: self._upload_mesh(mesh) for name, mesh in meshes.items()}
@@ -246,7 +261,10 @@ class TiledRenderer:
             GL.glRenderbufferStorageMultisample(GL.GL_RENDERBUFFER, samples, fmt, width, height)
             GL.glFramebufferRenderbuffer(GL.GL_FRAMEBUFFER, attachment, GL.GL_RENDERBUFFER, rbo)
         if GL.glCheckFramebufferStatus(GL.GL_FRAMEBUFFER) != GL.GL_FRAMEBUFFER_COMPLETE:
-            raise GqnError(f"cannot create a {width}x{height} framebuffer with {samples} samples")
+            limit = int(GL.glGetIntegerv(GL.GL_MAX_RENDERBUFFER_SIZE))
+            raise GqnError(f"cannot create a {width}x{height} framebuffer with {samples} samples for views of "
+                           f"{self.size} px (this OpenGL driver allows {limit}x{limit} px, memory permitting): "
+                           "use a smaller --size or fewer --views" + " or --no-anti-aliasing" * (samples > 1))
         return fbo
 
     def _build_framebuffers(self):
