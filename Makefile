@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 EXTRAS ?= test,mpi
 DEMO   ?= demo
 
-.PHONY: setup test demo bench system-deps clean
+.PHONY: setup test demo bench quality system-deps clean
 
 setup: $(STAMP)
 
@@ -27,17 +27,21 @@ system-deps:
 test: $(STAMP)
 	$(PY) -m pytest
 
-# The main job on a small default: render, train a small GQN for a few minutes on the CPU, evaluate.
-DEMO_ITERATIONS ?= 200
-DEMO_MODEL      := --hidden 32 --steps 4 --canvas 32 --r-channels 64 --representation pool
+# The main job on a small default: render, train a small GQN for a few minutes on the CPU, evaluate. Rooms with
+# a ring camera: the views of a room change with the camera in ways a small GQN picks up within minutes
+# (README: "Which objective, which data"); a second `make demo` continues the run for DEMO_MINUTES more.
+DEMO_MINUTES ?= 4
+DEMO_MODEL   := --steps 4 --hidden 32 --canvas 32 --r-channels 64 --batch-size 16 --lr-start 1e-3 --lr-end 1e-3
+DEMO_DATA    := rooms --camera ring --size 32
 demo: $(STAMP)
-	$(GQN) render shepard-matzler --scenes 1000 --size 32 --scenes-per-shard 500 --out $(DEMO)/data/train
-	$(GQN) render shepard-matzler --scenes 64 --size 32 --seed 1 --out $(DEMO)/data/test
+	$(GQN) render $(DEMO_DATA) --scenes 4000 --out $(DEMO)/data/train
+	$(GQN) render $(DEMO_DATA) --scenes 256 --seed 1 --out $(DEMO)/data/test
 	$(GQN) info $(DEMO)/data/train --preview $(DEMO)/preview.png
-	$(GQN) train $(DEMO)/data/train --out $(DEMO)/run --iterations $(DEMO_ITERATIONS) --batch-size 16 \
-	    $(DEMO_MODEL) --sigma-steps 150 --log-every 20 $(if $(wildcard $(DEMO)/run/snapshot.npz),--resume)
-	$(GQN) evaluate $(DEMO)/run --data $(DEMO)/data/test --scenes 64 --rows 6 --gifs 3
-	@echo "demo: data in $(DEMO)/data, preview $(DEMO)/preview.png, predictions $(DEMO)/run/eval/predictions.png, GIFs $(DEMO)/run/eval/orbit_*.gif"
+	$(GQN) train $(DEMO)/data/train --test $(DEMO)/data/test --test-every 250 --test-scenes 128 --out $(DEMO)/run \
+	    --iterations 1M --time-limit $(DEMO_MINUTES)m $(DEMO_MODEL) --log-every 50 \
+	    $(if $(wildcard $(DEMO)/run/snapshot.npz),--resume)
+	$(GQN) evaluate $(DEMO)/run --data $(DEMO)/data/test --scenes 256 --context 5-5 --rows 6 --gifs 3
+	@echo "demo: data in $(DEMO)/data, preview $(DEMO)/preview.png; in $(DEMO)/run/eval: metrics.json, predictions.png, curves.png, orbit GIFs"
 
 bench: $(STAMP)
 	$(PY) bench/render.py
@@ -45,5 +49,10 @@ bench: $(STAMP)
 	$(PY) bench/train.py
 	$(PY) bench/online.py
 
+# What each training objective learns in 10 minutes, then 30 for the two best (about 1 h 40 min; quiet machine).
+quality: $(STAMP)
+	$(PY) bench/quality.py --minutes 10
+	$(PY) bench/quality.py --minutes 30 --objectives paper,fixed-sigma
+
 clean:
-	rm -rf $(VENV) $(DEMO) *.egg-info
+	rm -rf $(VENV) $(DEMO) bench-quality *.egg-info

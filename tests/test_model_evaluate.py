@@ -11,7 +11,8 @@ from gqn.model.baselines import mean_image, nearest_context
 from gqn.model.evaluate import run_evaluation
 from gqn.model.figures import GAP, GAP_COLOUR, HEADING
 from gqn.model.images import to_model
-from gqn.model.orbit import orbit_cameras
+from gqn.model.orbit import look_target, orbit_cameras
+from gqn.renderer.camera import look_at
 from gqn.model.train import RunOptions, run_training
 from gqn.renderer.stream import SceneStream, dataset_render_config
 from gqn.shards import Dataset, viewpoints_from_cameras
@@ -111,6 +112,20 @@ def test_render_posed_with_a_scenes_own_cameras_reproduces_its_frames(tmp_path):
     # the same scenes from the same cameras; only vertex rounding at another atlas tile may move an edge pixel
     assert np.abs(images.astype(int) - stored["images"]).mean() < 1.0
     assert dataset_render_config({"family": "deepmind/jaco", "params": "{}"}, 5) is None
+
+
+def test_orbit_circles_what_the_cameras_look_at():
+    """Cameras on a ring at height 1.5 looking at (0.3, 0.5, -0.2), as rooms-ring cameras look at a point
+    above the floor: the orbit circles that point at the ring's height and radius, looking at it."""
+    target = np.array([0.3, 0.5, -0.2])
+    angles = np.random.default_rng(1).uniform(0, 2 * np.pi, 6)
+    positions = target + np.stack([2 * np.sin(angles), np.ones(6), 2 * np.cos(angles)], -1)
+    cameras = look_at(positions, target)
+    assert np.allclose(look_target(cameras), target, atol=1e-9)
+    orbit = orbit_cameras(cameras, 12)
+    assert np.allclose(orbit[:, 1], 1.5, atol=1e-6)
+    assert np.allclose(np.hypot(orbit[:, 0] - 0.3, orbit[:, 2] + 0.2), 2, atol=1e-5)
+    assert np.allclose(orbit, look_at(orbit[:, :3], target), atol=1e-5)
 
 
 def test_orbit_looks_at_the_origin_from_the_scenes_height_and_distance():
