@@ -196,13 +196,18 @@ def test_directory_without_tfrecords(tmp_path, capsys):
                                         "*.tfrecord.gz) found in train/ or test/"
 
 
-def test_skip_corrupt_converts_the_rest(sm5, tmp_path, capsys):
-    root, scenes = sm5
+def bad_files_then_a_good_one(sm5, tmp_path, defects) -> None:
+    """SM5/train/ in ``tmp_path``: one file per defect (2 good records around a bad one), then a good file."""
     train = tmp_path / SM5 / "train"
     train.mkdir(parents=True)
-    for i, defect in enumerate(["not_jpeg", "data_crc", "truncated"], 1):
-        write_bad_file(train / f"{i}-of-4.tfrecord", defect)
-    (train / "4-of-4.tfrecord").symlink_to(root / "train" / "1-of-3.tfrecord")
+    for i, defect in enumerate(defects, 1):
+        write_bad_file(train / f"{i}-of-{len(defects) + 1}.tfrecord", defect)
+    (train / f"{len(defects) + 1}-of-{len(defects) + 1}.tfrecord").symlink_to(sm5[0] / "train" / "1-of-3.tfrecord")
+
+
+def test_skip_corrupt_converts_the_rest(sm5, tmp_path, capsys):
+    scenes = sm5[1]
+    bad_files_then_a_good_one(sm5, tmp_path, ["not_jpeg", "data_crc", "truncated"])
     code, out, err = convert(capsys, tmp_path / SM5, tmp_path / "out", "--skip-corrupt", "--scenes-per-shard", "4")
     assert code == 0, err
     assert "train: 11 scenes from 4 files" in out and "3 corrupt records skipped" in out
@@ -214,12 +219,8 @@ def test_skip_corrupt_converts_the_rest(sm5, tmp_path, capsys):
 
 
 def test_skip_corrupt_handles_huge_lengths_and_bad_cameras(sm5, tmp_path, capsys):
-    root, scenes = sm5
-    train = tmp_path / SM5 / "train"
-    train.mkdir(parents=True)
-    for i, defect in enumerate(["huge_length", "nan_camera", "inf_camera"], 1):
-        write_bad_file(train / f"{i}-of-4.tfrecord", defect)
-    (train / "4-of-4.tfrecord").symlink_to(root / "train" / "1-of-3.tfrecord")
+    scenes = sm5[1]
+    bad_files_then_a_good_one(sm5, tmp_path, ["huge_length", "nan_camera", "inf_camera"])
     code, out, err = convert(capsys, tmp_path / SM5, tmp_path / "out", "--skip-corrupt")
     assert code == 0, err
     assert "train: 10 scenes from 4 files" in out and "3 corrupt records skipped" in out
