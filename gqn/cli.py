@@ -14,7 +14,7 @@ import click
 
 from gqn import __version__
 from gqn.errors import GqnError
-from gqn.interrupt import Interrupted, sigterm_like_ctrl_c, terminated
+from gqn.interrupt import Interrupted
 from gqn.renderer.families import DEFAULT_VIEWS, FAMILIES
 
 _SUFFIXES = {"": 1, "k": 1_000, "m": 1_000_000, "g": 1_000_000_000}
@@ -573,18 +573,14 @@ def _one_line_errors(f):
     @functools.wraps(f)
     def wrapper():
         try:
-            sigterm_like_ctrl_c()  # a job scheduler's SIGTERM stops as cleanly as Ctrl-C
             code = f(standalone_mode=False)
             sys.exit(code if isinstance(code, int) else 0)
         except (click.exceptions.Abort, KeyboardInterrupt) as e:  # click turns Ctrl-C into Abort
             cause = e.__cause__ if isinstance(e, click.exceptions.Abort) else e
             # a loop that stopped cleanly (training) says what it kept
-            message = (str(cause) if isinstance(cause, Interrupted) else
-                       "Interrupted; complete shards are kept: re-run the same command to resume.")
-            if terminated():
-                message = re.sub(r"^Interrupted", "Terminated", message)
-            click.echo(message, err=True)
-            sys.exit(143 if terminated() else 130)
+            click.echo(str(cause) if isinstance(cause, Interrupted) else
+                       "Interrupted; complete shards are kept: re-run the same command to resume.", err=True)
+            sys.exit(130)
         except click.ClickException as e:
             e.show()
             sys.exit(e.exit_code)

@@ -12,11 +12,13 @@ the last complete shard, so an interrupted conversion never duplicates or drops 
 """
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import json
 import mmap
 import multiprocessing
 import os
+import signal
 import sys
 import time
 from collections import deque
@@ -31,7 +33,6 @@ from gqn.converters.datasets import DATASETS, SPLITS, DatasetInfo, file_sort_key
 from gqn.converters.example import ExampleError, parse_scene
 from gqn.converters.tfrecord import RecordError, RecordReader
 from gqn.errors import GqnError
-from gqn.interrupt import start_worker, stop_flag
 from gqn.shards import (ShardWriter, encode_images, prepare_output, read_attrs,
                         shard_name)
 
@@ -155,10 +156,12 @@ _slots: list[np.ndarray] = []
 _compression = "none"
 
 
-def _init_worker(slots: list[np.ndarray], compression: str, parent: int, stopping) -> None:
+def _init_worker(slots: list[np.ndarray], compression: str) -> None:
     global _slots, _compression
     _slots, _compression = slots, compression
-    start_worker(parent, stopping)  # the main process handles Ctrl-C and SIGTERM and ends the pool; dies with it
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process handles Ctrl-C and ends the pool
+    if sys.platform == "linux":  # and if it is killed outright, its workers go too (PR_SET_PDEATHSIG)
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)
 
 
 def decode_frame(data: bytes, out: np.ndarray, view: int) -> None:
@@ -247,9 +250,7 @@ class _Conversion:
                  for _ in range(2 * self.workers + 1)]
         self._started = time.perf_counter()
         # fork before tqdm starts its monitor thread; the workers inherit the slots' shared mappings
-        context = multiprocessing.get_context("fork")
-        stopping = stop_flag(context)
-        pool = context.Pool(self.workers, _init_worker, (slots, self.compression, os.getpid(), stopping))
+        pool = multiprocessing.get_context("fork").Pool(self.workers, _init_worker, (slots, self.compression))
         with pool, \
                 tqdm(total=sum(p.stat().st_size for p in self.files),
                      initial=sum(p.stat().st_size for p in self.files[:start_file]), unit="B", unit_scale=True,
@@ -261,7 +262,6 @@ class _Conversion:
             finally:
                 if self._writer is not None:
                     self._writer.abort()
-                stopping.value = 1  # the workers obey the SIGTERM of the pool's terminate()
         self.summary.seconds = time.perf_counter() - self._started
         return self.summary
 

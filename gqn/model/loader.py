@@ -14,7 +14,7 @@ quickly.
 from __future__ import annotations
 
 import itertools
-import os
+import signal
 from collections import deque
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
@@ -23,7 +23,6 @@ from typing import Iterator, NamedTuple
 import numpy as np
 
 from gqn.errors import GqnError
-from gqn.interrupt import start_worker
 from gqn.shards import Dataset
 
 
@@ -108,9 +107,9 @@ def split_views(images: np.ndarray, viewpoints: np.ndarray) -> Batch:
 _worker_source = None
 
 
-def _start_worker(source, parent: int) -> None:
+def _start_worker(source) -> None:
     global _worker_source
-    start_worker(parent)    # dies with the parent; Ctrl-C and SIGTERM are the parent's to handle
+    signal.signal(signal.SIGINT, signal.SIG_IGN)    # Ctrl-C is the parent's to handle
     _worker_source = source
 
 
@@ -128,7 +127,7 @@ def prefetch(source, start: int = 0, stop: int | None = None, workers: int = 1,
         yield from map(source.batch, indices)
         return
     pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_start_worker,
-                               initargs=(source, os.getpid()))
+                               initargs=(source,))
     try:
         pending = deque(pool.submit(_make_batch, i) for i in itertools.islice(indices, depth))
         while pending:

@@ -11,6 +11,7 @@ import dataclasses
 import json
 import multiprocessing as mp
 import os
+import signal
 from collections import deque
 from dataclasses import dataclass
 from typing import Iterable, Iterator
@@ -18,7 +19,6 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from gqn.errors import GqnError
-from gqn.interrupt import start_worker, stop_flag
 from gqn.renderer.families import family_of_stored, get_family, stored_family
 from gqn.shards import encode_images
 
@@ -61,12 +61,12 @@ class RenderConfig:
 _worker = None  # (config, family, renderer) of this worker process, or the exception that set-up raised
 
 
-def _init_worker(config: RenderConfig, encode: str | None, keep_images: bool, parent: int, stopping):
+def _init_worker(config: RenderConfig, encode: str | None, keep_images: bool):
     """Build this worker's renderer; a failure (e.g. no EGL) is kept and raised by the first task, since an
-    exception in a Pool initializer would only make the pool restart the worker forever. Ctrl-C and SIGTERM
-    are left to the parent, which stops the pool; the worker dies with the parent."""
+    exception in a Pool initializer would only make the pool restart the worker forever. Ctrl-C is left to
+    the parent, which stops the pool."""
     global _worker
-    start_worker(parent, stopping)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         _worker = (*_build_worker(config), encode, keep_images)
     except Exception as e:
@@ -152,10 +152,7 @@ class SceneStream:
                  keep_images: bool = False):
         self.config = config
         self.workers = workers or os.cpu_count() or 1
-        context = mp.get_context("spawn")
-        self._stopping = stop_flag(context)
-        self._pool = context.Pool(self.workers, _init_worker,
-                                  (config, encode, keep_images, os.getpid(), self._stopping))
+        self._pool = mp.get_context("spawn").Pool(self.workers, _init_worker, (config, encode, keep_images))
 
     def render(self, ranges: Iterable[tuple[int, int]]) -> Iterator[RenderedChunk]:
         """Chunks for ``ranges`` (each at most ``config.chunk_scenes`` scenes), in order, bounded prefetch."""
@@ -176,7 +173,6 @@ class SceneStream:
             yield images
 
     def close(self):
-        self._stopping.value = 1  # the workers obey the SIGTERM of terminate()
         self._pool.terminate()
         self._pool.join()
 
