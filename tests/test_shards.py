@@ -227,7 +227,7 @@ def test_corrupt_image_chunk_names_shard_and_scene(tmp_path):
     write(tmp_path, 0, 4, compression="gzip-1")
     write(tmp_path, 1, 4, compression="gzip-1")
     corrupt_chunk(tmp_path / "000001.h5", 2)
-    message = rf"000001\.h5: scene 6 \(scene 2 of this shard\) cannot be read: its images data is corrupt \(.+\)"
+    message = r"000001\.h5: scene 6 \(scene 2 of this shard\) cannot be read: its images data is corrupt \(.+\)"
     with Dataset(tmp_path) as ds:
         with pytest.raises(ShardError, match=message):
             ds.read(0, 8)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 
+import chainer.functions as F
 import numpy as np
 
 from gqn.model.loss import calibrated_sigma, gaussian_nll
@@ -61,8 +62,6 @@ class Objective:
 
     def loss(self, sse, kl, sub_pixels: int, iteration: int, mse: float):
         """The batch's scalar training loss from per-image ``sse`` and ``kl`` (Chainer variables)."""
-        import chainer.functions as F
-
         weight = self.config.kl_weight(iteration)
         if self.name == "geco":
             reconstruction = math.exp(self.log_lambda) * (sse - sub_pixels * self.config.geco_kappa) / 2

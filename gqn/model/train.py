@@ -14,7 +14,6 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import chainer
-import chainer.functions as F
 import numpy as np
 from chainer import optimizers
 from tqdm import tqdm
