@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from gqn.model.images import to_model
+from gqn.renderer.camera import directions
 from gqn.shards import Dataset
 
 MEAN_IMAGE_SCENES = 2048    # scenes averaged for the mean image: its error is far below the MSEs compared
@@ -29,8 +30,9 @@ def mean_image(dataset: Dataset, scenes: int = MEAN_IMAGE_SCENES, chunk: int = 2
 
 def look_directions(viewpoints: np.ndarray) -> np.ndarray:
     """Unit look directions (..., 3) from 7-D viewpoints (x, y, z, cos yaw, sin yaw, cos pitch, sin pitch)."""
-    cos_yaw, sin_yaw, cos_pitch, sin_pitch = np.moveaxis(viewpoints[..., 3:7], -1, 0)
-    return np.stack([sin_yaw * cos_pitch, sin_pitch, cos_yaw * cos_pitch], axis=-1)
+    yaw = np.arctan2(viewpoints[..., 4], viewpoints[..., 3])
+    pitch = np.arctan2(viewpoints[..., 6], viewpoints[..., 5])
+    return directions(yaw, pitch)
 
 
 def nearest_context(context_viewpoints: np.ndarray, query_viewpoint: np.ndarray) -> np.ndarray:
