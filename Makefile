@@ -29,7 +29,7 @@ test: $(STAMP)
 
 # The main job on a small default: render, train a small GQN for a few minutes on the CPU, evaluate. Rooms with
 # a ring camera: the views of a room change with the camera in ways a small GQN picks up within minutes
-# (README: "Which objective, which data"); a second `make demo` continues the run for DEMO_MINUTES more.
+# (docs/training.md); a second `make demo` continues the run for DEMO_MINUTES more.
 DEMO_MINUTES ?= 4
 DEMO_MODEL   := --steps 4 --hidden 32 --canvas 32 --r-channels 64 --batch-size 16 --lr-start 1e-3 --lr-end 1e-3
 DEMO_DATA    := rooms --camera ring --size 32

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# What a GQN learns of Shepard-Matzler in a fixed wall-clock budget on the CPU (README: "What a short CPU run
-# gives"). Renders 20,000 + 512 scenes at 32 px (about 30 s on 2 cores; skipped when already there), trains the
+# What a GQN learns of Shepard-Matzler in a fixed wall-clock budget on the CPU (docs/training.md).
+# Renders 20,000 + 512 scenes at 32 px (about 30 s on 2 cores; skipped when already there), trains the
 # small model of bench/quality.py with the objective that learned most in that benchmark for MINUTES of
 # wall-clock time (--time-limit; running the script again continues the run for another MINUTES), then
 # evaluates on the 512 held-out scenes with 5 context views.

@@ -479,8 +479,8 @@ def _render_source(family, size, views, seed, params, workers, save, anti_aliasi
               default="paper", show_default=True,
               help="The training loss: paper (sigma annealed --sigma-start -> --sigma-end), fixed-sigma "
                    "(--sigma), calibrated (sigma^2 = the batch's MSE) or geco (least KL with MSE <= "
-                   "--geco-kappa). The default predicted unseen views best in bench/quality.py; see the "
-                   "README's 'Training objectives'.")
+                   "--geco-kappa). The default predicted unseen views best in bench/quality.py (docs/"
+                   "training.md).")
 @click.option("--sigma", type=click.FloatRange(0, min_open=True), default=0.25, show_default=True,
               help="fixed-sigma: the pixel sigma; geco: the sigma its multiplier starts from.")
 @click.option("--geco-kappa", type=click.FloatRange(0, min_open=True), default=0.005, show_default=True,
