@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from gqn.ownership import LOCK_NAME
+
 
 def gqn(*args, env=None, check=False) -> subprocess.CompletedProcess:
     """Run ``python -m gqn ARGS`` in a subprocess (the installed CLI, exactly as a user runs it)."""
@@ -21,8 +23,14 @@ def gqn(*args, env=None, check=False) -> subprocess.CompletedProcess:
 
 
 def shard_files(directory) -> dict[str, bytes]:
-    """Name -> bytes of every file in a dataset directory (temporary files included, to catch leftovers)."""
-    return {p.name: p.read_bytes() for p in sorted(Path(directory).iterdir())}
+    """Name -> bytes of every file in a dataset directory (temporary files included, to catch leftovers)
+    but the jobs' lock file."""
+    return {p.name: p.read_bytes() for p in sorted(Path(directory).iterdir()) if p.name != LOCK_NAME}
+
+
+def listing(directory) -> list[str]:
+    """The sorted names in ``directory`` but the jobs' lock file (``gqn.ownership.LOCK_NAME``)."""
+    return sorted(name for name in os.listdir(directory) if name != LOCK_NAME)
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str):
@@ -33,9 +41,12 @@ def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str):
         assert fragment in result.stderr, result.stderr
 
 
-def signal_when(args, directory, ready, sig=signal.SIGKILL, timeout=300.0) -> subprocess.CompletedProcess:
+def signal_when(args, directory, ready, sig=signal.SIGKILL, timeout=300.0,
+                whole_group: bool = True) -> subprocess.CompletedProcess:
     """Start ``gqn ARGS`` in its own process group, send ``sig`` to the whole group (as a terminal's Ctrl-C
-    or a job scheduler would) as soon as ``ready(directory)`` is true, and wait for it to end."""
+    or a job scheduler would) or, unless ``whole_group``, to the gqn process alone (its workers then have
+    to notice), as soon as ``ready(directory)`` is true, and wait for it to end. The result's ``pid`` is
+    the process group."""
     proc = subprocess.Popen([sys.executable, "-m", "gqn", *map(str, args)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
@@ -46,9 +57,24 @@ def signal_when(args, directory, ready, sig=signal.SIGKILL, timeout=300.0) -> su
             assert time.monotonic() < deadline, "the job never reached the point to send the signal"
             time.sleep(0.02)
     finally:
-        os.killpg(proc.pid, sig)
+        (os.killpg if whole_group else os.kill)(proc.pid, sig)
         out, err = proc.communicate(timeout=60)
-    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+    result = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+    result.pid = proc.pid
+    return result
+
+
+def group_gone(group: int, timeout: float = 10) -> bool:
+    """Whether process group ``group`` empties within ``timeout`` s; kills what is left of it if not."""
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            os.killpg(group, 0)
+            time.sleep(0.01)
+        os.killpg(group, signal.SIGKILL)
+    except ProcessLookupError:
+        return True
+    return False
 
 
 def has_complete_and_tmp(directory: Path) -> bool:

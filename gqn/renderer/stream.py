@@ -1,18 +1,15 @@
 """The narrow interface between rendering and its consumers (the dataset writer, online training).
 
-A SceneStream renders scene index ranges in worker processes, each of which owns one EGL context, one
-TiledRenderer and the family's meshes and textures for its whole life, and yields the results in order.
-At most ``2 * workers`` chunks are in flight, so memory is bounded however many scenes are asked for.
+A SceneStream renders scene index ranges on the shared worker pool (``gqn.workers``): each worker owns one
+EGL context, one TiledRenderer and the family's meshes and textures for its whole life; chunks come back in
+order, at most ``2 * workers`` in flight, so memory is bounded however many scenes are asked for.
 Consumers see numpy arrays only; nothing OpenGL crosses the process boundary.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
-import multiprocessing as mp
 import os
-import signal
-from collections import deque
 from dataclasses import dataclass
 from typing import Iterable, Iterator
 
@@ -21,6 +18,7 @@ import numpy as np
 from gqn.errors import GqnError
 from gqn.renderer.families import family_of_stored, get_family, stored_family
 from gqn.shards import encode_images
+from gqn.workers import WorkerPool
 
 PIXEL_BUDGET = 1 << 21  # pixels per render pass: bounds framebuffer memory (64 px: 512 tiles)
 # what a rendered dataset's ``params`` attribute holds besides the family's own parameters (job.dataset_params)
@@ -58,21 +56,6 @@ class RenderConfig:
         return max(1, min(32, PIXEL_BUDGET // (self.size * self.size * self.views)))
 
 
-_worker = None  # (config, family, renderer) of this worker process, or the exception that set-up raised
-
-
-def _init_worker(config: RenderConfig, encode: str | None, keep_images: bool):
-    """Build this worker's renderer; a failure (e.g. no EGL) is kept and raised by the first task, since an
-    exception in a Pool initializer would only make the pool restart the worker forever. Ctrl-C is left to
-    the parent, which stops the pool."""
-    global _worker
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        _worker = (*_build_worker(config), encode, keep_images)
-    except Exception as e:
-        _worker = e
-
-
 def build_family(config: RenderConfig):
     """The scene family of ``config``; a bad parameter is a one-line GqnError.
 
@@ -97,20 +80,19 @@ def dataset_render_config(attrs: dict, views: int) -> RenderConfig | None:
     return RenderConfig(name, params, views, size, int(attrs["seed"]), bool(stored.get("anti_aliasing", True)))
 
 
-def _build_worker(config: RenderConfig):
+def _build_worker(config: RenderConfig, encode: str | None, keep_images: bool):
+    """A render worker's state: its family, and a renderer that owns the worker's GL context."""
     from gqn.renderer.tiled import TiledRenderer
 
     family = build_family(config)
     renderer = TiledRenderer(config.size, family.meshes(), family.projection(), family.background,
                              family.textures(), samples=4 if config.anti_aliasing else 0,
                              max_tiles=config.chunk_scenes * config.views)
-    return config, family, renderer
+    return config, family, renderer, encode, keep_images
 
 
-def _render_range(bounds: tuple[int, int]) -> RenderedChunk:
-    if isinstance(_worker, Exception):
-        raise _worker
-    config, family, renderer, encode, keep_images = _worker
+def _render_range(worker, bounds: tuple[int, int]) -> RenderedChunk:
+    config, family, renderer, encode, keep_images = worker
     start, stop = bounds
     scenes = [family.scene(config.seed, i) for i in range(start, stop)]
     # scene i always takes slot i mod chunk_scenes of the atlas: where a view lies in the framebuffer changes
@@ -122,11 +104,9 @@ def _render_range(bounds: tuple[int, int]) -> RenderedChunk:
     return RenderedChunk(start, images if keep_images or not encoded else None, cameras, extras, encoded)
 
 
-def _render_posed(request: tuple[int, np.ndarray]) -> np.ndarray:
+def _render_posed(worker, request: tuple[int, np.ndarray]) -> np.ndarray:
     """Scene ``index`` seen from the raw camera poses ``cameras`` (F, 5) instead of its own: (F, H, W, 3)."""
-    if isinstance(_worker, Exception):
-        raise _worker
-    config, family, renderer, _, _ = _worker
+    config, family, renderer, _, _ = worker
     index, cameras = request
     spec = dataclasses.replace(family.scene(config.seed, index), cameras=np.asarray(cameras, np.float64))
     return renderer.render([spec])[0]
@@ -152,29 +132,21 @@ class SceneStream:
                  keep_images: bool = False):
         self.config = config
         self.workers = workers or os.cpu_count() or 1
-        self._pool = mp.get_context("spawn").Pool(self.workers, _init_worker, (config, encode, keep_images))
+        self._pool = WorkerPool(self.workers, _build_worker, (config, encode, keep_images))
 
     def render(self, ranges: Iterable[tuple[int, int]]) -> Iterator[RenderedChunk]:
         """Chunks for ``ranges`` (each at most ``config.chunk_scenes`` scenes), in order, bounded prefetch."""
-        pending = deque()
-        for bounds in ranges:
-            pending.append(self._pool.apply_async(_render_range, (bounds,)))
-            if len(pending) >= 2 * self.workers:
-                yield pending.popleft().get()
-        while pending:
-            yield pending.popleft().get()
+        return self._pool.map(_render_range, ranges)
 
     def render_posed(self, requests: Iterable[tuple[int, np.ndarray]]) -> Iterator[np.ndarray]:
         """For each (scene index, raw poses (F, 5) with F <= ``config.views``) the scene's frames from those
         cameras (F, H, W, 3), in order: e.g. the true views along an orbit no dataset camera took. A scene's
         content does not depend on its number of views (families draw the cameras last), so ``config`` may
         ask for more views than the dataset has."""
-        for images in self._pool.imap(_render_posed, requests):
-            yield images
+        return self._pool.map(_render_posed, requests)
 
     def close(self):
-        self._pool.terminate()
-        self._pool.join()
+        self._pool.close()
 
     def __enter__(self):
         return self
