@@ -1,6 +1,5 @@
 """`gqn export tfrecord` resumes like `gqn convert`: complete files are kept, stale temporary files removed,
 the rest written; a re-run with other parameters is refused. The result equals an uninterrupted export."""
-import os
 import sys
 
 import pytest
@@ -8,7 +7,7 @@ import simplejpeg
 
 from gqn.cli import main
 from gqn.converters.convert import find_inputs
-from tests.helpers import assert_one_line_error, gqn, shard_files
+from tests.helpers import assert_one_line_error, gqn, listing, shard_files
 from tests.model_data import write_dataset
 
 ARGS = ["--records-per-file", 4, "--gzip", "--no-progress"]  # 10 scenes: 3 files of 4, 4 and 2 records
@@ -74,7 +73,7 @@ def test_ctrl_c_then_rerun_gives_the_uninterrupted_export(exported, tmp_path, mo
     code, _, err = run_gqn(monkeypatch, capsys, "export", "tfrecord", data, out, *ARGS)
     assert code == 130 and "Traceback" not in err
     assert f"Interrupted; the complete TFRecord files in {out} are kept: re-run the same command to resume." in err
-    assert sorted(os.listdir(out / "train")) == [".gqn-export.json", "1-of-3.tfrecord"]  # no temporary file
+    assert listing(out / "train") == [".gqn-export.json", "1-of-3.tfrecord"]  # no temporary file
     monkeypatch.setattr(simplejpeg, "encode_jpeg", encode)
     code, stdout, err = run_gqn(monkeypatch, capsys, "export", "tfrecord", data, out, *ARGS)
     assert code == 0, err
@@ -113,7 +112,7 @@ def test_foreign_tfrecord_files_are_not_mixed_with(exported, tmp_path):
     (out / "1-of-3.tfrecord").write_bytes(b"someone else's")
     result = gqn("export", "tfrecord", data / "train", out, *ARGS)
     assert_one_line_error(result, f"{out} already holds TFRecord files that gqn export did not write")
-    assert os.listdir(out) == ["1-of-3.tfrecord"]
+    assert listing(out) == ["1-of-3.tfrecord"]
 
 
 def test_convert_ignores_temporary_files_of_an_unfinished_export(exported, tmp_path):

@@ -15,8 +15,9 @@ import pytest
 
 from gqn.cli import main
 from gqn.converters.tfrecord import RecordWriter
-from gqn.shards import ShardWriter, WriteError
-from tests.helpers import assert_one_line_error, gqn
+from gqn.files import WriteError
+from gqn.shards import ShardWriter
+from tests.helpers import assert_one_line_error, gqn, listing
 from tests.model_data import TINY, write_dataset
 from tests.tfrecord_data import write_files
 
@@ -106,7 +107,7 @@ def test_writable_outputs_pass_the_checks_and_leave_no_probe_behind(data, tmp_pa
     assert result.returncode == 0, result.stderr
     assert os.listdir(tmp_path / "preview") == ["p.png"]
     assert gqn("export", "tfrecord", data, tmp_path / "new" / "deeper" / "tf", "--no-progress").returncode == 0
-    assert sorted(os.listdir(tmp_path / "new" / "deeper" / "tf")) == [".gqn-export.json", "1-of-1.tfrecord"]
+    assert listing(tmp_path / "new" / "deeper" / "tf") == [".gqn-export.json", "1-of-1.tfrecord"]
 
 
 # ---- a disk that fills up while writing ----
@@ -132,7 +133,7 @@ def test_render_into_a_full_disk_names_the_shard_and_leaves_no_temporary_file(tm
     assert result.returncode == 1
     assert_one_line_error(result, f"Error: writing shard {out}/.000000.h5.tmp: File too large")
     assert "Exception ignored" not in result.stderr and result.stderr.count("\n") == 1
-    assert os.listdir(out) == []
+    assert listing(out) == []
 
 
 def test_convert_into_a_full_disk_names_the_shard_and_leaves_no_temporary_file(tmp_path):
@@ -142,7 +143,7 @@ def test_convert_into_a_full_disk_names_the_shard_and_leaves_no_temporary_file(t
                                       "shepard_metzler_5_parts", "--workers", 1, "--no-progress")
     assert result.returncode == 1
     assert_one_line_error(result, f"Error: writing shard {out}/train/.000000.h5.tmp: File too large")
-    assert os.listdir(out / "train") == []
+    assert listing(out / "train") == []
 
 
 def test_shard_writer_reports_a_full_disk_in_one_line(tmp_path, monkeypatch):
@@ -158,7 +159,7 @@ def test_shard_writer_reports_a_full_disk_in_one_line(tmp_path, monkeypatch):
             writer.write(np.zeros((2, 3, 8, 8, 3), np.uint8), np.zeros((2, 3, 5), np.float32))
             writer.commit()
     assert str(error.value) == f"writing shard {tmp_path}/.000003.h5.tmp: No space left on device"
-    assert os.listdir(tmp_path) == []
+    assert listing(tmp_path) == []
 
 
 def test_record_writer_reports_a_full_disk_in_one_line(tmp_path):
@@ -178,7 +179,7 @@ def test_export_into_a_full_disk_names_the_file(data, tmp_path):
                                       100, "--no-progress")
     assert result.returncode == 1
     assert_one_line_error(result, f"Error: writing TFRecord file {out}/.1-of-3.tfrecord.tmp: File too large")
-    assert os.listdir(out) == [".gqn-export.json"]
+    assert listing(out) == [".gqn-export.json"]
 
 
 def test_training_snapshot_on_a_full_disk_is_one_line_and_keeps_no_temporary_file(data, tmp_path):

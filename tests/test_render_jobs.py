@@ -10,7 +10,7 @@ import pytest
 
 from gqn.errors import GqnError
 from gqn.shards import Dataset
-from tests.helpers import assert_one_line_error, gqn, has_complete_and_tmp, shard_files, signal_when
+from tests.helpers import assert_one_line_error, gqn, has_complete_and_tmp, listing, shard_files, signal_when
 
 FAMILIES = {
     "shepard-matzler": ["shepard-matzler", "--parts", "5"],
@@ -91,7 +91,7 @@ def test_ctrl_c_stops_cleanly(tmp_path):
     assert result.stderr.strip().splitlines()[-1] == (
         "Interrupted; complete shards are kept: re-run the same command to resume.")
     assert "Traceback" not in result.stderr
-    names = [p.name for p in (tmp_path / "c").iterdir()]
+    names = listing(tmp_path / "c")
     assert names and all(n.endswith(".h5") and not n.startswith(".") for n in names)
 
 

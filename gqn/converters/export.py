@@ -1,8 +1,10 @@
 """``gqn export tfrecord``: shards (rendered or converted) into TFRecord files in DeepMind's GQN format.
 
 Scenes keep their order: file ``{i}-of-{n}.tfrecord`` holds scenes ``(i-1)*R .. i*R-1`` for ``R`` records
-per file. Frames are JPEG-encoded (4:4:4 chroma, ``quality``), cameras are written as stored (raw x, y, z,
-yaw, pitch), so converting the files back gives the same cameras exactly and the frames up to JPEG loss.
+per file. Frames of raw shards are JPEG-encoded (4:4:4 chroma, ``quality``); those of jpeg shards (``gqn
+convert``'s default) are copied as stored, so a convert -> export round trip gives back the source frames
+byte for byte. Cameras are written as stored (raw x, y, z, yaw, pitch), so converting the files back gives
+the same cameras exactly and the frames exactly (jpeg shards) or up to JPEG loss (raw shards).
 
 Each file is written under a temporary name and renamed when complete, and is a pure function of the
 shards and the export parameters (recorded in ``.gqn-export.json`` next to the files). An interrupted
@@ -25,13 +27,16 @@ from gqn.converters.datasets import SPLITS, record_file_name
 from gqn.converters.example import encode_scene
 from gqn.converters.tfrecord import RecordWriter
 from gqn.errors import GqnError
+from gqn.files import write_error
 from gqn.interrupt import Interrupted
-from gqn.shards import Dataset, list_shards, make_output_dir, remove_stale, write_error
+from gqn.ownership import release_output, starting_job
+from gqn.shards import Dataset, list_shards, make_output_dir, params_json
 
 READ_BLOCK = 64  # scenes read from the shards at a time
 MANIFEST = ".gqn-export.json"  # the export parameters, compared when an export is resumed
+FAMILY = "tfrecord-export"  # an export's identity in the output directory's lock (gqn.ownership.starting_job)
 _RECORD_FILE_RE = re.compile(r"^[^.].*\.tfrecord")
-_TMP_RE = re.compile(r"^\.\d+-of-\d+\.tfrecord\.tmp$")
+_TMP_RE = re.compile(r"^\.(\d+)-of-\d+\.tfrecord\.tmp$")
 
 
 class ExportError(GqnError):
@@ -64,7 +69,9 @@ def export_tfrecord(data, out, *, records_per_file: int = 2000, quality: int = 9
 
 
 def export_params(dataset: Dataset, records_per_file: int, quality: int, compress: bool) -> dict:
-    """Everything the exported files depend on: the source dataset and the export options."""
+    """Everything the exported files depend on: the source dataset and the export options (not the JPEG
+    quality for jpeg shards, whose frames are copied: None)."""
+    quality = quality if dataset.image_encoding == "raw" else None
     return {"records_per_file": records_per_file, "quality": quality, "gzip": compress,
             "source": {"family": dataset.family, "params": dataset.params, "scenes": len(dataset),
                        "views": dataset.views, "size": [dataset.height, dataset.width],
@@ -79,13 +86,36 @@ def _fingerprint(dataset: Dataset) -> str:
 
 
 def prepare_export(out: Path, params: dict, names: list[str]) -> set[str]:
-    """Make ``out`` ready for a (resumed) export writing the files ``names``; returns those already complete.
+    """Claim ``out`` for a (resumed) export writing the files ``names``, until ``release_output(out)``;
+    returns those already complete.
 
-    Refuses TFRecord files written with other parameters (or not by ``gqn export``), then removes stale
-    temporary files and records ``params`` for the next run.
+    Refuses a directory another running export with other parameters writes, TFRecord files written with
+    other parameters (or not by ``gqn export``) and files another running export is writing (the same export
+    started twice); then removes stale temporary files and records ``params`` for the next run. Uses the lock
+    of shard directories (``gqn.shards.claim_output``): file ``i-of-n`` is item ``i - 1``.
     """
     params = json.loads(json.dumps(params))  # as the manifest reads back: lists, not tuples
     make_output_dir(out)
+    with starting_job(out) as start:
+        start.refuse_other_job(FAMILY, params_json(params), "OUT")
+        found = _check_existing(out, params, names)
+        start.claim(FAMILY, params_json(params), [i for i, name in enumerate(names) if name not in found],
+                    lambda i: f"{out}: {names[i]} is being written by another running export; run one export "
+                              "per output directory")
+        start.remove_stale((int(m.group(1)) - 1, p) for p in out.iterdir() if (m := _TMP_RE.match(p.name)))
+        if not found:
+            manifest = out / MANIFEST
+            try:
+                manifest.write_text(json.dumps(params, sort_keys=True) + "\n")
+            except OSError as e:
+                manifest.unlink(missing_ok=True)
+                release_output(out)
+                raise write_error("export parameters", manifest, e) from None
+    return set(found)
+
+
+def _check_existing(out: Path, params: dict, names: list[str]) -> list[str]:
+    """The complete TFRecord files in ``out``, after refusing any this export must not resume from."""
     found = sorted(p.name for p in out.iterdir() if _RECORD_FILE_RE.match(p.name))
     if found:
         stored = _read_manifest(out)
@@ -99,15 +129,7 @@ def prepare_export(out: Path, params: dict, names: list[str]) -> set[str]:
         if foreign:
             raise ExportError(f"{out} already holds TFRecord files this export does not write ({foreign[0]}); "
                               "export into a new directory")
-    remove_stale(p for p in out.iterdir() if _TMP_RE.match(p.name))
-    if not found:
-        manifest = out / MANIFEST
-        try:
-            manifest.write_text(json.dumps(params, sort_keys=True) + "\n")
-        except OSError as e:
-            manifest.unlink(missing_ok=True)
-            raise write_error("export parameters", manifest, e) from None
-    return set(found)
+    return found
 
 
 def _differences(stored: dict, wanted: dict) -> str:
@@ -132,18 +154,28 @@ def _export(src: Path, out: Path, records_per_file: int, quality: int, compress:
         done = prepare_export(out, export_params(dataset, records_per_file, quality, compress), names)
         todo = {names[i]: range(i * records_per_file, min((i + 1) * records_per_file, len(dataset)))
                 for i in range(n_files) if names[i] not in done}  # file name -> its scenes
-        with tqdm(total=sum(map(len, todo.values())), unit="scenes", disable=not progress, desc=src.name,
-                  dynamic_ncols=True) as bar:
-            for name, scenes in todo.items():
-                with RecordWriter(out / name, compress=compress) as writer:
-                    _write_scenes(dataset, scenes, quality, writer, bar)
+        try:
+            with tqdm(total=sum(map(len, todo.values())), unit="scenes", disable=not progress, desc=src.name,
+                      dynamic_ncols=True) as bar:
+                for name, scenes in todo.items():
+                    with RecordWriter(out / name, compress=compress) as writer:
+                        _write_scenes(dataset, scenes, quality, writer, bar)
+        finally:
+            release_output(out)
         return ExportSummary(out, len(dataset), n_files, len(done))
 
 
 def _write_scenes(dataset: Dataset, scenes: range, quality: int, writer: RecordWriter, bar) -> None:
     for start in range(scenes.start, scenes.stop, READ_BLOCK):
-        block = dataset.read(start, min(start + READ_BLOCK, scenes.stop), names=("images", "cameras"))
-        for images, cameras in zip(block["images"], block["cameras"]):
-            frames = [simplejpeg.encode_jpeg(image, quality, colorsubsampling="444") for image in images]
-            writer.write(encode_scene(frames, cameras))
-        bar.update(len(block["images"]))
+        stop = min(start + READ_BLOCK, scenes.stop)
+        if dataset.image_encoding == "jpeg":  # the stored JPEG files, unchanged
+            cameras = dataset.read(start, stop, names=("cameras",))["cameras"]
+            frames = dataset.read_jpeg(start, stop)
+        else:
+            block = dataset.read(start, stop, names=("images", "cameras"))
+            cameras = block["cameras"]
+            frames = [[simplejpeg.encode_jpeg(image, quality, colorsubsampling="444") for image in images]
+                      for images in block["images"]]
+        for scene_frames, scene_cameras in zip(frames, cameras):
+            writer.write(encode_scene(scene_frames, scene_cameras))
+        bar.update(len(cameras))

@@ -16,7 +16,7 @@ from typing import Callable, Iterator
 import crc32c
 
 from gqn.errors import GqnError
-from gqn.shards import write_error
+from gqn.files import StagedFile
 
 _MASK_DELTA = 0xA282EAD8
 _HEADER = struct.Struct("<QI")
@@ -159,7 +159,8 @@ class RecordWriter:
 
     def __init__(self, path, compress: bool = False):
         self.path = Path(path)
-        self.tmp_path = self.path.with_name(f".{self.path.name}.tmp")
+        self._staged = StagedFile(self.path, "TFRecord file")
+        self.tmp_path = self._staged.tmp
         self._raw = self._stream = None
         try:
             self._raw = open(self.tmp_path, "wb", buffering=_BUFFER)
@@ -181,14 +182,13 @@ class RecordWriter:
         try:
             self._stream.close()
             self._raw.close()
-            os.replace(self.tmp_path, self.path)
         except OSError as e:
             raise self._failed(e) from None
-        return self.path
+        return self._staged.commit()
 
     def _failed(self, error: OSError) -> GqnError:
         self.abort()
-        return write_error("TFRecord file", self.tmp_path, error)
+        return self._staged.failed(error)
 
     def abort(self) -> None:
         for stream in (self._stream, self._raw):
@@ -197,7 +197,7 @@ class RecordWriter:
                     stream.close()
             except (OSError, ValueError):  # unflushed data of a failed write
                 pass
-        self.tmp_path.unlink(missing_ok=True)
+        self._staged.abort()
 
     def __enter__(self):
         return self

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import math
 import os
 import time
@@ -11,11 +10,12 @@ import click
 from tqdm import tqdm
 
 from gqn.errors import GqnError
-from gqn.interrupt import deferred_ctrl_c
-from gqn.renderer.families import get_family
+from gqn.interrupt import deferred_interrupt
+from gqn.ownership import release_output
+from gqn.renderer.families import family_spec
 from gqn.renderer.stream import RenderConfig, SceneStream, build_family, split
 from gqn.renderer.tiled import MAX_ATLAS_SIDE, atlas_fits
-from gqn.shards import DEFAULT_COMPRESSION, ShardSequence, prepare_output
+from gqn.shards import DEFAULT_COMPRESSION, ShardSequence, claim_output
 
 _MPI_ENV = (("OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"), ("PMI_RANK", "PMI_SIZE"),
             ("PMIX_RANK", "PMIX_SIZE"))
@@ -55,11 +55,9 @@ def check_render_size(config: RenderConfig, size_option: str = "--size", views_o
 
 
 def family_params(family: str, params: dict) -> dict:
-    """``params`` completed with the family's defaults for the parameters not given (read from the family
-    class's ``__init__``), as `gqn render`, whose options carry those defaults, passes them."""
-    signature = inspect.signature(get_family(family).__init__)
-    defaults = {name: p.default for name, p in signature.parameters.items() if p.default is not p.empty}
-    return {**defaults, **params}
+    """``params`` completed with the family's defaults for the parameters not given (its declared ones,
+    ``FamilySpec.defaults``), as `gqn render`, whose options carry those defaults, passes them."""
+    return {**family_spec(family).defaults(), **params}
 
 
 def dataset_params(config: RenderConfig, scenes: int, scenes_per_shard: int, compression: str) -> dict:
@@ -89,11 +87,14 @@ def render_dataset(family: str, family_params: dict, *, scenes: int, views: int,
     total_shards = math.ceil(scenes / scenes_per_shard)
     mine = part_shards(total_shards, part)
     params = dataset_params(config, scenes, scenes_per_shard, compression)
-    done = prepare_output(out, config.stored_family, params, mine)
+    done = claim_output(out, config.stored_family, params, mine)
     todo = [k for k in mine if k not in done]
     started = time.perf_counter()
-    rendered = _render_shards(config, todo, scenes, scenes_per_shard, out, params, compression,
-                              workers, part, progress and lead)
+    try:
+        rendered = _render_shards(config, todo, scenes, scenes_per_shard, out, params, compression,
+                                  workers, part, progress and lead)
+    finally:
+        release_output(out)
     seconds = time.perf_counter() - started
     summary = {"rendered": rendered, "shards": len(todo), "seconds": seconds}
     if from_mpi:
@@ -128,7 +129,7 @@ def _render_shards(config: RenderConfig, todo: list[int], scenes: int, scenes_pe
     sequence = ShardSequence(out, scenes_per_shard, scenes, config.views, config.size,
                              family=config.stored_family, params=params, compression=compression,
                              seed=config.seed)
-    with bar, SceneStream(config, workers, encode=compression) as stream, deferred_ctrl_c() as stop, sequence:
+    with bar, SceneStream(config, workers, encode=compression) as stream, deferred_interrupt() as stop, sequence:
         for chunk in stream.render(ranges):
             if stop.is_set():
                 raise KeyboardInterrupt
