@@ -4,7 +4,9 @@ Generates synthetic DeepMind-format files (Shepard-Matzler-like frames: coloured
 15 views, about 1.5 KB per JPEG), then times, each the best of --repeats runs:
 
 * decoding every frame in one process with simplejpeg (libjpeg-turbo) and with Pillow,
-* the whole conversion (read, CRC, parse, decode, HDF5 write) with 1 and 2 worker processes,
+* the whole conversion with 1 and 2 worker processes: ``--images raw`` (read, CRC, parse, decode, HDF5
+  write), uncompressed and gzip-1, and ``--images jpeg`` (read, CRC, parse, JPEG header checks, HDF5 write of
+  the frames as they are), with the output's bytes per input byte,
 
 with the cases interleaved so that load from other jobs on the machine hits them alike.
 
@@ -36,7 +38,7 @@ from gqn import __version__  # noqa: E402
 from gqn.converters.convert import convert_tfrecord  # noqa: E402
 from gqn.converters.example import parse_scene  # noqa: E402
 from gqn.converters.tfrecord import RecordReader  # noqa: E402
-from gqn.shards import DEFAULT_COMPRESSION  # noqa: E402
+from gqn.shards import DEFAULT_COMPRESSION, disk_size  # noqa: E402
 from tests.tfrecord_data import write_files  # noqa: E402
 
 SM5_RECORDS = 1000 * 2000  # 900 + 100 files; ~2000 scenes per file is our assumption (see README)
@@ -92,25 +94,38 @@ def main():
         shards = work / "out"
         cases = [("decode only, simplejpeg (1 process)", simplejpeg_decode),
                  ("decode only, Pillow (1 process)", pillow_decode)]
-        cases += [(f"gqn convert, {w} worker{'s' * (w > 1)}, {c}",
-                   lambda w=w, c=c: convert_tfrecord([src], shards, workers=w, compression=c, progress=False))
-                  for c in ("none", DEFAULT_COMPRESSION) for w in (1, 2)]
+        outputs = [("raw", "none"), ("raw", DEFAULT_COMPRESSION), ("jpeg", "none")]
+        cases += [(f"gqn convert, {w} worker{'s' * (w > 1)}, {i}" + f" {c}" * (c != "none"),
+                   lambda w=w, i=i, c=c: convert_tfrecord([src], shards, workers=w, images=i, compression=c,
+                                                          progress=False))
+                  for i, c in outputs for w in (1, 2)]
         runs = {name: [] for name, _ in cases}
+        out_bytes = {}
         for _ in range(args.repeats):  # interleaved, so a burst of load from other jobs hits every case alike
             for name, run in cases:
                 runs[name].append(measure(run, lambda: shutil.rmtree(shards, ignore_errors=True)))
+                if name.startswith("gqn convert"):
+                    out_bytes[name] = disk_size(shards / "train")
         results = {name: summarise(r, records, megabytes) for name, r in runs.items()}
+        for name, nbytes in out_bytes.items():
+            results[name].update(bytes_out=nbytes, bytes_out_per_in=nbytes / (megabytes * 1e6))
         rate = {name: r["records_per_s"] for name, r in results.items()}
         simplejpeg_rate = rate["decode only, simplejpeg (1 process)"]
         pillow_rate = rate["decode only, Pillow (1 process)"]
-        one, two = rate["gqn convert, 1 worker, none"], rate["gqn convert, 2 workers, none"]
+        one, two = rate["gqn convert, 1 worker, raw"], rate["gqn convert, 2 workers, raw"]
+        jpeg_one, jpeg_two = rate["gqn convert, 1 worker, jpeg"], rate["gqn convert, 2 workers, jpeg"]
         ratios = {"convert_1_worker_vs_simplejpeg_decode": one / simplejpeg_rate,
                   "convert_2_workers_vs_1_worker": two / one,
                   "convert_1_worker_vs_pillow_decode": one / pillow_rate,
                   "simplejpeg_vs_pillow_decode": simplejpeg_rate / pillow_rate,
                   f"convert_1_worker_{DEFAULT_COMPRESSION}_vs_none":
-                      rate[f"gqn convert, 1 worker, {DEFAULT_COMPRESSION}"] / one}
+                      rate[f"gqn convert, 1 worker, raw {DEFAULT_COMPRESSION}"] / one,
+                  "convert_jpeg_vs_raw_1_worker": jpeg_one / one,
+                  "convert_jpeg_vs_raw_2_workers": jpeg_two / two,
+                  "convert_jpeg_2_workers_vs_1_worker": jpeg_two / jpeg_one}
         projection_h = SM5_RECORDS / two / 3600
+        per_record = {name: out_bytes[f"gqn convert, 2 workers, {name}"] / records
+                      for name in ("raw", f"raw {DEFAULT_COMPRESSION}", "jpeg")}
         report = {
             "benchmark": "convert", "gqn_toolkit": __version__,
             "machine": {"cpu": _cpu_model(), "cores": os.cpu_count(), "python": platform.python_version(),
@@ -119,20 +134,24 @@ def main():
                      "mean_jpeg_bytes": sum(map(len, frames)) / len(frames), "input_mb": megabytes},
             "repeats": args.repeats, "results": results, "ratios": ratios,
             "projection": {"dataset": "shepard_metzler_5_parts", "assumed_records": SM5_RECORDS,
-                           "hours_at_2_workers": projection_h},
+                           "hours_at_2_workers": projection_h,
+                           "jpeg_hours_at_2_workers": SM5_RECORDS / jpeg_two / 3600,
+                           "output_gb": {name: SM5_RECORDS * b / 1e9 for name, b in per_record.items()}},
         }
         print(f"{records} records ({args.files} files, {megabytes:.1f} MB, 15 views of 64 px, "
               f"{report['data']['mean_jpeg_bytes']:.0f} B per JPEG); best of {args.repeats}; "
               f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
-        print(f"{'':38s} {'records/s':>10s} {'MB/s':>7s}   CPU us/record (main + workers)")
+        print(f"{'':38s} {'records/s':>10s} {'MB/s':>7s} {'out/in':>7s}   CPU us/record (main + workers)")
         for name, r in results.items():
-            print(f"{name:38s} {r['records_per_s']:10.0f} {r['mb_per_s']:7.1f}   "
+            ratio = f"{r['bytes_out_per_in']:6.2f}x" if "bytes_out_per_in" in r else ""
+            print(f"{name:38s} {r['records_per_s']:10.0f} {r['mb_per_s']:7.1f} {ratio:>7s}   "
                   f"{r['main_cpu_us_per_record']:.0f}" + (f" + {r['worker_cpu_us_per_record']:.0f}"
                                                           if r["worker_cpu_us_per_record"] else ""))
         for name, value in ratios.items():
             print(f"{name:38s} {value:10.2f}x")
         print(f"projected shepard_metzler_5_parts ({SM5_RECORDS:,} records, assumed) with 2 workers: "
-              f"{projection_h:.1f} h")
+              f"{projection_h:.1f} h raw, {report['projection']['jpeg_hours_at_2_workers']:.1f} h jpeg; output "
+              + ", ".join(f"{gb:.0f} GB {name}" for name, gb in report["projection"]["output_gb"].items()))
         path = ROOT / "bench" / "results" / "convert.json"
         path.parent.mkdir(exist_ok=True)
         path.write_text(json.dumps(report, indent=2) + "\n")

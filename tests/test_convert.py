@@ -17,9 +17,11 @@ import simplejpeg
 from PIL import Image
 
 from gqn.cli import main
-from gqn.converters.example import encode_scene
-from gqn.converters.tfrecord import RecordWriter, masked_crc32c
-from gqn.shards import Dataset, ShardWriter
+from gqn.converters.example import encode_scene, parse_scene
+from gqn.converters.tfrecord import RecordReader, RecordWriter, masked_crc32c
+from gqn.data import batches
+from gqn.shards import Dataset, ShardError, ShardWriter, disk_size
+from tests.helpers import group_gone, listing
 from tests.tfrecord_data import Scene, block_jpeg, random_cameras, write_files
 
 SM5 = "shepard_metzler_5_parts"
@@ -67,7 +69,7 @@ def assert_scenes(directory, scenes):
 
 
 def leftovers(directory):
-    return sorted(p.name for p in Path(directory).iterdir()) if Path(directory).exists() else []
+    return listing(directory) if Path(directory).exists() else []
 
 
 def test_converts_dataset_directory_into_train_and_test(sm5, tmp_path, capsys):
@@ -174,14 +176,15 @@ BAD_INPUTS = {
 }
 
 
+@pytest.mark.parametrize("images", ["jpeg", "raw"])
 @pytest.mark.parametrize("defect", sorted(BAD_INPUTS))
-def test_bad_input_is_a_one_line_error(sm5, tmp_path, capsys, defect):
+def test_bad_input_is_a_one_line_error(sm5, tmp_path, capsys, defect, images):
     root, _ = sm5
     train = tmp_path / SM5 / "train"
     train.mkdir(parents=True)
     (train / "1-of-2.tfrecord").symlink_to(root / "train" / "1-of-3.tfrecord")
     write_bad_file(train / "2-of-2.tfrecord", defect)
-    code, out, err = convert(capsys, tmp_path / SM5, tmp_path / "out")
+    code, out, err = convert(capsys, tmp_path / SM5, tmp_path / "out", "--images", images)
     assert code == 1
     assert err.count("\n") == 1 and err.startswith(f"Error: {train / '2-of-2.tfrecord'}: record ")
     record = "2" if defect == "truncated" else "1"
@@ -252,23 +255,12 @@ def assert_same_datasets(a, b):
                 assert np.array_equal(fa[key][()], fb[key][()])
 
 
-def workers_gone(group: int, timeout: float = 10) -> bool:
-    """Whether process group ``group`` empties within ``timeout`` s; kills what is left of it if not."""
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            os.killpg(group, 0)
-            time.sleep(0.01)
-        os.killpg(group, signal.SIGKILL)
-    except ProcessLookupError:
-        return True
-    return False
-
-
-def test_resume_after_sigkill_matches_uninterrupted(tmp_path, capsys):
+@pytest.mark.parametrize("images", ["jpeg", "raw"])
+def test_resume_after_sigkill_matches_uninterrupted(tmp_path, capsys, images):
     src = tmp_path / SM5
     write_files(src / "train", [200, 200], seed=4, distinct_frames=40)
-    args = ["convert", "tfrecord", src, None, "--no-progress", "--workers", "1", "--scenes-per-shard", "10"]
+    args = ["convert", "tfrecord", src, None, "--no-progress", "--workers", "1", "--scenes-per-shard", "10",
+            "--images", images]
     killed = tmp_path / "killed"
     proc = subprocess.Popen([GQN, *map(str, args[:3]), killed, *args[4:]], start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -278,7 +270,7 @@ def test_resume_after_sigkill_matches_uninterrupted(tmp_path, capsys):
     assert proc.poll() is None, "conversion finished before it could be killed"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert workers_gone(proc.pid), "worker processes outlived the killed converter"
+    assert group_gone(proc.pid), "worker processes outlived the killed converter"
     assert 3 <= len(list((killed / "train").glob("*.h5"))) < 40
     code, out, err = run_gqn(capsys, *args[:3], killed, *args[4:])
     assert code == 0, err
@@ -286,11 +278,14 @@ def test_resume_after_sigkill_matches_uninterrupted(tmp_path, capsys):
     args[3] = tmp_path / "whole"
     assert run_gqn(capsys, *args)[0] == 0
     assert_same_datasets(killed / "train", tmp_path / "whole" / "train")
+    for path in (killed / "train").glob("*.h5"):  # the same bytes, those written after the resume too
+        assert path.read_bytes() == (tmp_path / "whole" / "train" / path.name).read_bytes(), path.name
 
 
-def test_export_round_trip(sm5, tmp_path, capsys):
+@pytest.mark.parametrize("images", ["jpeg", "raw"])
+def test_export_round_trip(sm5, tmp_path, capsys, images):
     root, scenes = sm5
-    assert convert(capsys, root, tmp_path / "shards")[0] == 0
+    assert convert(capsys, root, tmp_path / "shards", "--images", images)[0] == 0
     exported = tmp_path / "export" / SM5
     code, out, _ = run_gqn(capsys, "export", "tfrecord", tmp_path / "shards", exported, "--records-per-file", "5",
                            "--no-progress")
@@ -303,7 +298,10 @@ def test_export_round_trip(sm5, tmp_path, capsys):
         second, _ = read_all(tmp_path / "again" / split)
         assert np.array_equal(first["cameras"], second["cameras"])  # exact
         assert np.array_equal(first["viewpoints"], second["viewpoints"])
-        assert np.abs(first["images"].astype(int) - second["images"]).mean() < 1.5  # JPEG re-encoding
+        if images == "jpeg":  # the frames were copied
+            assert np.array_equal(first["images"], second["images"])
+        else:
+            assert np.abs(first["images"].astype(int) - second["images"]).mean() < 1.5  # JPEG re-encoding
     code, _, err = run_gqn(capsys, "export", "tfrecord", tmp_path / "shards", exported, "--no-progress")
     assert code == 1 and "already holds TFRecord files" in err
 
@@ -333,3 +331,128 @@ def test_converters_import_neither_tensorflow_nor_chainer():
     code = ("import sys, gqn.converters.convert, gqn.converters.export; "
             "assert not {'tensorflow', 'chainer'} & set(sys.modules), sorted(sys.modules)")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def frames_of(path):
+    """(frames, cameras) of every record of a TFRecord file."""
+    return [parse_scene(data) for _, data in RecordReader(path)]
+
+
+def test_raw_and_jpeg_conversions_read_back_the_same_pixels(sm5, tmp_path, capsys):
+    root, scenes = sm5
+    assert convert(capsys, root, tmp_path / "raw", "--images", "raw", "--scenes-per-shard", "5")[0] == 0
+    code, _, err = run_gqn(capsys, "convert", "tfrecord", root, tmp_path / "jpeg", "--no-progress", "--workers",
+                           "2", "--scenes-per-shard", "5")  # jpeg is the default
+    assert code == 0, err
+    for split in ("train", "test"):
+        raw, raw_attrs = read_all(tmp_path / "raw" / split)
+        jpeg, jpeg_attrs = read_all(tmp_path / "jpeg" / split)
+        for name in ("images", "viewpoints", "cameras"):
+            assert raw[name].dtype == jpeg[name].dtype and np.array_equal(raw[name], jpeg[name]), name
+        assert raw_attrs["format_version"] == 1 and "image_encoding" not in raw_attrs
+        assert jpeg_attrs["format_version"] == 2 and jpeg_attrs["image_encoding"] == "jpeg"
+        assert "images" not in json.loads(raw_attrs["params"])  # raw: the parameters of the converter before
+        assert json.loads(jpeg_attrs["params"])["images"] == "jpeg"
+        assert disk_size(tmp_path / "jpeg" / split) < disk_size(tmp_path / "raw" / split)
+    assert_scenes(tmp_path / "jpeg" / "train", scenes["train"])
+    assert convert(capsys, root, tmp_path / "jpeg1", "--scenes-per-shard", "5")[0] == 0  # 1 worker: same bytes
+    for split in ("train", "test"):
+        names = leftovers(tmp_path / "jpeg" / split)
+        assert names == leftovers(tmp_path / "jpeg1" / split)
+        for name in names:
+            assert (tmp_path / "jpeg" / split / name).read_bytes() == (tmp_path / "jpeg1" / split / name).read_bytes()
+    with Dataset(tmp_path / "raw" / "train") as raw, Dataset(tmp_path / "jpeg" / "train") as jpeg:
+        assert (raw.image_encoding, jpeg.image_encoding) == ("raw", "jpeg")
+        for scene, views in ((0, [3, 1, 14]), (7, [0]), (11, list(range(15)))):
+            assert np.array_equal(raw.read_views(scene, views)["images"], jpeg.read_views(scene, views)["images"])
+        for a, b in zip(batches(raw, 4, seed=3, stop=3), batches(jpeg, 4, seed=3, stop=3)):  # the training batches
+            assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    with h5py.File(tmp_path / "raw" / "train" / "000000.h5") as f:  # raw: format version 1 as before
+        assert f["images"].shape == (5, 15, 64, 64, 3) and f["images"].chunks == (1, 15, 64, 64, 3)
+        assert set(f) == {"images", "viewpoints", "cameras"}
+
+
+def test_jpeg_output_is_about_the_size_of_the_input(tmp_path, capsys):
+    """Frames of ~1.4 KB (64 px Shepard-Matzler-like), one 120-scene shard: the shard holds the input's bytes
+    plus cameras, viewpoints and offsets; raw pixels take several times more."""
+    write_files(tmp_path / SM5 / "train", [60, 60], seed=6)
+    input_bytes = sum(p.stat().st_size for p in (tmp_path / SM5 / "train").iterdir())
+    assert convert(capsys, tmp_path / SM5, tmp_path / "jpeg")[0] == 0
+    assert convert(capsys, tmp_path / SM5, tmp_path / "raw", "--images", "raw")[0] == 0
+    jpeg, raw = disk_size(tmp_path / "jpeg" / "train"), disk_size(tmp_path / "raw" / "train")
+    assert jpeg <= 1.1 * input_bytes, (jpeg, input_bytes)
+    assert raw > 5 * jpeg, (raw, jpeg)
+
+
+def test_jpeg_round_trip_reproduces_the_source_records(sm5, tmp_path, capsys):
+    root, scenes = sm5
+    assert convert(capsys, root, tmp_path / "shards")[0] == 0
+    exported = tmp_path / "export"
+    code, _, err = run_gqn(capsys, "export", "tfrecord", tmp_path / "shards", exported, "--records-per-file", "5",
+                           "--no-progress")
+    assert code == 0, err
+    got = [scene for path in sorted((exported / "train").glob("*.tfrecord"), key=lambda p: p.name)
+           for scene in frames_of(path)]
+    assert len(got) == len(scenes["train"])
+    for (frames, cameras), scene in zip(got, scenes["train"]):
+        assert frames == scene.frames  # the source JPEG files, byte for byte
+        assert np.array_equal(cameras, scene.cameras.ravel())
+    # the test split's one file holds the same records as its source (written by the same serialiser)
+    assert (exported / "test" / "1-of-1.tfrecord").read_bytes() == (root / "test" / "1-of-1.tfrecord").read_bytes()
+    code, out, err = run_gqn(capsys, "export", "tfrecord", tmp_path / "shards", exported, "--records-per-file", "5",
+                             "--quality", "50", "--no-progress")  # the quality does not apply: resumed
+    assert code == 0 and "(3 kept from an earlier run)" in out, err
+
+
+def test_damaged_jpeg_data_surfaces_when_read(sm5, tmp_path, capsys):
+    """A frame whose JPEG header is whole but whose data is cut short: a jpeg conversion (headers only)
+    stores it and reading that scene is a one-line error naming shard and scene; a raw conversion (which
+    decodes) refuses the record."""
+    root, _ = sm5
+    rng = np.random.default_rng(8)
+    good = [Scene([block_jpeg(rng, 64) for _ in range(15)], random_cameras(rng, 15)) for _ in range(3)]
+    frames = list(good[2].frames)
+    frames[4] = frames[4][:len(frames[4]) // 2]
+    (tmp_path / SM5 / "test").mkdir(parents=True)
+    with RecordWriter(tmp_path / SM5 / "test" / "1-of-1.tfrecord") as writer:
+        for record in (good[0].record(), good[1].record(), encode_scene(frames, good[2].cameras)):
+            writer.write(record)
+    code, out, err = convert(capsys, tmp_path / SM5, tmp_path / "raw", "--images", "raw")
+    assert code == 1 and "record 2: frame 4 is not a decodable JPEG image" in err
+    assert convert(capsys, tmp_path / SM5, tmp_path / "jpeg", "--scenes-per-shard", "2")[0] == 0
+    message = (r"000001\.h5: scene 2 \(scene 0 of this shard\) cannot be read: view 4 is not a decodable JPEG "
+               r"image \(.+\)")
+    with Dataset(tmp_path / "jpeg" / "test") as ds:
+        assert ds.read(0, 2)["images"].shape == (2, 15, 64, 64, 3)
+        with pytest.raises(ShardError, match=message):
+            ds.read(0, 3)
+    code, _, err = run_gqn(capsys, "export", "tfrecord", tmp_path / "jpeg" / "test", tmp_path / "tf",
+                           "--no-progress")
+    assert code == 0, err  # an export copies the frames: nothing to decode
+    code, _, err = run_gqn(capsys, "info", tmp_path / "jpeg" / "test", "--preview", tmp_path / "p.png")
+    assert code == 1 and err.count("\n") == 1 and re.search(message, err), err
+
+
+def test_info_shows_the_image_encoding(sm5, tmp_path, capsys):
+    root, _ = sm5
+    assert convert(capsys, root / "test", tmp_path / "jpeg")[0] == 0
+    assert convert(capsys, root / "test", tmp_path / "raw", "--images", "raw")[0] == 0
+    code, out, _ = run_gqn(capsys, "info", tmp_path / "jpeg" / "test")
+    assert code == 0 and "\nimages      jpeg (original frames, no re-encoding)\n" in out
+    assert re.search(r"\ndisk size   [0-9.]+ MB \([0-9.]+x smaller than raw uint8 pixels\)\n", out)
+    code, out, _ = run_gqn(capsys, "info", tmp_path / "raw" / "test")
+    assert code == 0 and "\nimages      raw uint8\n" in out
+    assert re.search(r"\ndisk size   [0-9.]+ MB \([0-9.]+x compression\)\n", out)
+
+
+def test_images_option_errors_and_resume(sm5, tmp_path, capsys):
+    root, _ = sm5
+    code, _, err = convert(capsys, root / "test", tmp_path / "out", "--compression", "gzip-1")
+    assert code == 1 and err.count("\n") == 1
+    assert "--compression gzip-1 applies to --images raw only" in err
+    assert not (tmp_path / "out").exists()
+    assert convert(capsys, root / "test", tmp_path / "out", "--compression", "none")[0] == 0
+    code, _, err = convert(capsys, root / "test", tmp_path / "out", "--images", "raw")
+    assert code == 1 and "other parameters" in err  # the encoding is a conversion parameter
+    code, out, _ = convert(capsys, root / "test", tmp_path / "out")
+    assert code == 0 and "1 kept from an earlier run" in out

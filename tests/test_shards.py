@@ -6,10 +6,12 @@ import sys
 import h5py
 import numpy as np
 import pytest
+import simplejpeg
 
 from gqn import shards
-from gqn.shards import Dataset, ShardError, ShardWriter, prepare_output, read_attrs, viewpoints_from_cameras
-from tests.helpers import assert_one_line_error, gqn
+from gqn.ownership import release_output
+from gqn.shards import Dataset, ShardError, ShardWriter, claim_output, read_attrs, viewpoints_from_cameras
+from tests.helpers import assert_one_line_error, gqn, listing
 
 PARAMS = {"size": 8, "views": 3}
 
@@ -69,7 +71,7 @@ def test_failed_writer_leaves_no_shard(tmp_path):
         with ShardWriter(tmp_path, 0, 2, 3, 8, family="test", scenes_per_shard=2, params=PARAMS) as w:
             w.write(np.zeros((1, 3, 8, 8, 3), np.uint8), np.zeros((1, 3, 5)))
             raise RuntimeError("boom")
-    assert list(tmp_path.iterdir()) == []
+    assert listing(tmp_path) == []
 
 
 def test_commit_refuses_missing_scenes(tmp_path):
@@ -77,7 +79,7 @@ def test_commit_refuses_missing_scenes(tmp_path):
         with ShardWriter(tmp_path, 0, 2, 3, 8, family="test", scenes_per_shard=2, params=PARAMS) as w:
             w.write(np.zeros((1, 3, 8, 8, 3), np.uint8), np.zeros((1, 3, 5)))
             w.commit()
-    assert list(tmp_path.iterdir()) == []
+    assert listing(tmp_path) == []
 
 
 def test_killed_writer_leaves_only_a_temporary_file(tmp_path):
@@ -85,11 +87,12 @@ def test_killed_writer_leaves_only_a_temporary_file(tmp_path):
             f"w = ShardWriter({str(tmp_path)!r}, 3, 2, 3, 8, family='t', scenes_per_shard=2, params={{}})\n"
             f"w.write(np.zeros((1, 3, 8, 8, 3), np.uint8), np.zeros((1, 3, 5)))\nos._exit(9)\n")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 9
-    assert [p.name for p in tmp_path.iterdir()] == [".000003.h5.tmp"]
+    assert listing(tmp_path) == [".000003.h5.tmp"]
     with pytest.raises(ShardError, match="no shards"):
         Dataset(tmp_path)
-    assert prepare_output(tmp_path, "t", {}) == set()
-    assert list(tmp_path.iterdir()) == []
+    assert claim_output(tmp_path, "t", {}) == set()
+    release_output(tmp_path)
+    assert listing(tmp_path) == []
 
 
 def test_foreign_and_truncated_files_are_rejected(tmp_path):
@@ -104,18 +107,20 @@ def test_foreign_and_truncated_files_are_rejected(tmp_path):
         read_attrs(tmp_path / "000000.h5")
 
 
-def test_prepare_output_refuses_other_parameters(tmp_path):
+def test_claim_output_refuses_other_parameters(tmp_path):
     write(tmp_path, 0, 4)
-    assert prepare_output(tmp_path, "test", PARAMS) == {0}
+    assert claim_output(tmp_path, "test", PARAMS) == {0}
+    release_output(tmp_path)
     with pytest.raises(ShardError, match="other parameters"):
-        prepare_output(tmp_path, "test", {**PARAMS, "size": 16})
+        claim_output(tmp_path, "test", {**PARAMS, "size": 16})
 
 
-def test_prepare_output_only_removes_its_own_temporary_files(tmp_path):
+def test_claim_output_only_removes_its_own_temporary_files(tmp_path):
     for k in (0, 5):
         (tmp_path / shards.tmp_name(k)).write_bytes(b"partial")
-    prepare_output(tmp_path, "test", PARAMS, indices=range(0, 3))
-    assert [p.name for p in tmp_path.iterdir()] == [".000005.h5.tmp"]
+    claim_output(tmp_path, "test", PARAMS, indices=range(0, 3))
+    release_output(tmp_path)
+    assert listing(tmp_path) == [".000005.h5.tmp"]
 
 
 def test_unknown_compression():
@@ -157,7 +162,7 @@ def test_shard_sequence_drops_a_partial_shard_unless_kept(tmp_path):
     images = np.zeros((5, 3, 8, 8, 3), np.uint8)
     with shards.ShardSequence(tmp_path, 4, 10, 3, 8, family="t", params={}) as seq:
         seq.write(0, images, np.zeros((5, 3, 5)))
-    assert [p.name for p in tmp_path.iterdir()] == ["000000.h5"]
+    assert listing(tmp_path) == ["000000.h5"]
     with pytest.raises(ShardError, match="does not start shard"):
         shards.ShardSequence(tmp_path, 4, 10, 3, 8, family="t", params={}).write(5, images, np.zeros((5, 3, 5)))
 
@@ -240,3 +245,101 @@ def test_corrupt_image_chunk_names_shard_and_scene(tmp_path):
     result = gqn("export", "tfrecord", tmp_path, tmp_path / "tf", "--no-progress")
     assert_one_line_error(result, "000001.h5: scene 6 (scene 2 of this shard) cannot be read")
     assert not list((tmp_path / "tf").glob("*.tfrecord*"))  # no partial TFRecord file is left behind
+
+
+def jpeg_scenes(n, views=3, size=16, seed=0):
+    """``n`` scenes of JPEG frames (bytes) of varied lengths, and their cameras."""
+    rng = np.random.default_rng(seed)
+    frames = [[simplejpeg.encode_jpeg(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+                                      // int(rng.integers(1, 128)), 90) for _ in range(views)] for _ in range(n)]
+    return frames, rng.normal(size=(n, views, 5)).astype(np.float32)
+
+
+def write_jpeg(directory, frames, cameras, blocks, scenes_per_shard=5, size=16):
+    """Write ``frames`` as jpeg shards through a ShardSequence, in blocks of the given sizes."""
+    directory.mkdir(exist_ok=True)
+    with shards.ShardSequence(directory, scenes_per_shard, len(frames), len(frames[0]), size, family="test",
+                              params=PARAMS, compression="none", image_encoding="jpeg") as sequence:
+        start = 0
+        for block in blocks:
+            sequence.write(start, None, cameras[start:start + block], encoded=frames[start:start + block])
+            start += block
+
+
+def test_jpeg_shards_store_the_frames_and_read_back_decoded(tmp_path, monkeypatch):
+    monkeypatch.setattr(shards, "JPEG_CHUNK", 4096)  # frames and scenes straddle chunks
+    frames, cameras = jpeg_scenes(8)
+    write_jpeg(tmp_path / "a", frames, cameras, [8])
+    write_jpeg(tmp_path / "b", frames, cameras, [1, 2, 4, 1])
+    assert listing(tmp_path / "a") == ["000000.h5", "000001.h5"]
+    for name in ("000000.h5", "000001.h5"):  # the bytes do not depend on how the scenes came in blocks
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+    with h5py.File(tmp_path / "a" / "000001.h5") as f:
+        attrs = dict(f.attrs)
+        stored = f["images"][()]
+        offsets = f["image_offsets"][()]
+        assert f["images"].dtype == np.uint8 and f["images"].compression is None
+    assert attrs["format_version"] == 2 and attrs["image_encoding"] == "jpeg"
+    assert attrs["image_height"] == 16 and attrs["image_width"] == 16
+    assert offsets.shape == (3, 4) and offsets[0, 0] == 0 and offsets[-1, -1] == len(stored)
+    assert stored[offsets[1, 2]:offsets[1, 3]].tobytes() == frames[6][2]  # view 2 of scene 1 of the shard
+    assert read_attrs(tmp_path / "a" / "000001.h5")["_shapes"]["images"] == (3, 3, 16, 16, 3)
+    decoded = np.stack([[simplejpeg.decode_jpeg(f, colorspace="RGB") for f in scene] for scene in frames])
+    with Dataset(tmp_path / "a") as ds:
+        assert ds.image_encoding == "jpeg" and (ds.num_scenes, ds.views, ds.height, ds.width) == (8, 3, 16, 16)
+        got = ds.read(0, 8)
+        assert got["images"].dtype == np.uint8 and np.array_equal(got["images"], decoded)
+        assert np.array_equal(got["cameras"], cameras)
+        np.testing.assert_allclose(got["viewpoints"], viewpoints_from_cameras(cameras))
+        assert np.array_equal(ds.read(3, 7)["images"], decoded[3:7])  # across the shard boundary
+        views = ds.read_views(6, np.array([2, 0]))
+        assert np.array_equal(views["images"], decoded[6][[2, 0]])
+        assert ds.read_jpeg(2, 8) == frames[2:]
+
+
+def test_jpeg_shards_refuse_compression_and_raw_shards_stay_version_1(tmp_path):
+    with pytest.raises(ShardError, match="compression gzip-1 applies to raw images only"):
+        ShardWriter(tmp_path, 0, 1, 3, 8, family="test", scenes_per_shard=1, params=PARAMS,
+                    compression="gzip-1", image_encoding="jpeg")
+    assert listing(tmp_path) == []
+    write(tmp_path, 0, 4)
+    with h5py.File(tmp_path / "000000.h5") as f:
+        assert f.attrs["format_version"] == 1 and "image_encoding" not in f.attrs and "image_offsets" not in f
+    with Dataset(tmp_path) as ds:
+        assert ds.image_encoding == "raw"
+        with pytest.raises(ShardError, match="holds raw images"):
+            ds.read_jpeg(0, 1)
+
+
+def test_unknown_format_version_or_encoding_is_refused(tmp_path):
+    write(tmp_path, 0, 4)
+    with h5py.File(tmp_path / "000000.h5", "a") as f:
+        f.attrs["format_version"] = 3
+    with pytest.raises(ShardError, match="format version 3 is not supported"):
+        read_attrs(tmp_path / "000000.h5")
+    with h5py.File(tmp_path / "000000.h5", "a") as f:
+        f.attrs["format_version"] = 2
+        f.attrs["image_encoding"] = "png"
+    with pytest.raises(ShardError, match="image encoding 'png' is not supported"):
+        read_attrs(tmp_path / "000000.h5")
+
+
+def test_corrupt_jpeg_in_a_jpeg_shard_names_shard_and_scene(tmp_path):
+    frames, cameras = jpeg_scenes(8)
+    write_jpeg(tmp_path, frames, cameras, [8], scenes_per_shard=4)
+    path = tmp_path / "000001.h5"
+    raw = path.read_bytes()
+    start = raw.index(frames[6][1])  # stored as they came: view 1 of scene 6 (scene 2 of shard 1)
+    path.write_bytes(raw[:start] + b"\0" * 4 + raw[start + 4:])  # its JPEG start marker and header are gone
+    message = (r"000001\.h5: scene 6 \(scene 2 of this shard\) cannot be read: view 1 is not a decodable "
+               r"JPEG image \(.+\)")
+    with Dataset(tmp_path) as ds:
+        with pytest.raises(ShardError, match=message):
+            ds.read(0, 8)
+        with pytest.raises(ShardError, match=message):
+            ds.read_views(6, [2, 1])
+        assert ds.read_views(6, [0, 2])["images"].shape == (2, 16, 16, 3)  # the other views still decode
+        assert ds.read(7, 8)["images"].shape == (1, 3, 16, 16, 3)
+    result = gqn("info", tmp_path, "--preview", tmp_path / "p.png", "--preview-scenes", 8)
+    assert_one_line_error(result, "000001.h5: scene 6 (scene 2 of this shard) cannot be read: view 1 is not")
+    assert result.stderr.count("\n") == 1

@@ -1,9 +1,11 @@
 """``gqn convert tfrecord``: DeepMind GQN TFRecords into gqn shards, with JPEG decoding in worker processes.
 
 Pipeline: the main process reads the records in order (framing and CRC checks), hands chunks of raw records
-to a pool of worker processes, which parse the Examples and decode the frames with libjpeg-turbo into one
+to the shared worker pool (``gqn.workers``), whose processes parse the Examples and decode the frames with libjpeg-turbo into one
 of a few shared-memory slots, and writes the decoded slots to shards in order. Memory is bounded
-by the slots (a few MB each), whatever the size of the input.
+by the slots (a few MB each), whatever the size of the input. With ``images="jpeg"`` (the default) the
+workers parse and check each record (frame count, each JPEG header's size, finite cameras) without decoding
+pixels and send back the JPEG frames, which the shards store as they came (format version 2, ``gqn.shards``).
 
 Scene order is deterministic: files in index order (``{i}-of-{n}``), records in file order; scene ``k`` of
 a split is its ``k``-th good record. Each shard's ``source`` attribute lists the file ranges it holds
@@ -12,16 +14,12 @@ the last complete shard, so an interrupted conversion never duplicates or drops 
 """
 from __future__ import annotations
 
-import ctypes
 import hashlib
 import json
 import mmap
-import multiprocessing
 import os
-import signal
 import sys
 import time
-from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,8 +31,10 @@ from gqn.converters.datasets import DATASETS, SPLITS, DatasetInfo, file_sort_key
 from gqn.converters.example import ExampleError, parse_scene
 from gqn.converters.tfrecord import RecordError, RecordReader
 from gqn.errors import GqnError
-from gqn.shards import (ShardWriter, encode_images, prepare_output, read_attrs,
+from gqn.ownership import release_output
+from gqn.shards import (IMAGE_ENCODINGS, ShardWriter, claim_output, decode_jpeg, encode_images, read_attrs,
                         shard_name)
+from gqn.workers import WorkerPool
 
 SLOT_BYTES = 8 << 20  # decoded scenes per worker task: about this many bytes
 MAX_SLOT_RECORDS = 64
@@ -123,12 +123,25 @@ def resolve_dataset(srcs, dataset: str | None) -> DatasetInfo:
 # Converted frames are decoded JPEGs, whose noise deflates only ~3.5x (rendered scenes: ~24x), and
 # compressing costs more CPU than decoding them: 0.45x the records/s of uncompressed output (bench/convert.py).
 CONVERT_COMPRESSION = "none"
+# Frames are kept as the JPEG files they came as: ~8x smaller than decoded pixels, lossless with respect to the
+# source, and converted without decoding; readers decode them (gqn.shards.Dataset).
+CONVERT_IMAGES = "jpeg"
 
 
 def convert_tfrecord(srcs, out, dataset: str | None = None, *, workers: int | None = None,
                      scenes_per_shard: int = 2000, compression: str = CONVERT_COMPRESSION,
-                     skip_corrupt: bool = False, progress: bool = True) -> list[SplitSummary]:
-    """Convert TFRecord files (see ``find_inputs``) into shards under ``out/<split>/``; resumable."""
+                     images: str = CONVERT_IMAGES, skip_corrupt: bool = False,
+                     progress: bool = True) -> list[SplitSummary]:
+    """Convert TFRecord files (see ``find_inputs``) into shards under ``out/<split>/``; resumable.
+
+    ``images``: ``jpeg`` stores each frame's JPEG file unchanged (format version 2), ``raw`` the decoded
+    uint8 pixels (format version 1, readable by chainer-gqn). ``compression`` applies to raw only.
+    """
+    if images not in IMAGE_ENCODINGS:
+        raise ConvertError(f"unknown image encoding {images!r}; choose from {', '.join(IMAGE_ENCODINGS)}")
+    if images == "jpeg" and compression != "none":
+        raise ConvertError(f"--compression {compression} applies to --images raw only: jpeg shards keep the "
+                           "JPEG files as they came (drop --compression, or add --images raw)")
     srcs = [srcs] if isinstance(srcs, (str, os.PathLike)) else list(srcs)
     info = resolve_dataset(srcs, dataset)
     inputs = find_inputs(srcs)
@@ -136,9 +149,12 @@ def convert_tfrecord(srcs, out, dataset: str | None = None, *, workers: int | No
     summaries = []
     for split, files in inputs.items():
         expected = info.files(split) if split else None
-        summary = _Conversion(info, split, files, Path(out) / split, workers=workers,
-                              scenes_per_shard=scenes_per_shard, compression=compression,
-                              skip_corrupt=skip_corrupt, progress=progress).run()
+        try:
+            summary = _Conversion(info, split, files, Path(out) / split, workers=workers,
+                                  scenes_per_shard=scenes_per_shard, compression=compression, images=images,
+                                  skip_corrupt=skip_corrupt, progress=progress).run()
+        finally:
+            release_output(Path(out) / split)
         if expected is not None and len(files) != expected:
             summary.warnings.append(f"{split}: converted {len(files)} of the {expected} files of "
                                     f"{info.name}/{split}")
@@ -152,22 +168,23 @@ def _warn(message: str) -> None:
 
 # ---- worker processes: parse Examples and decode frames into a shared slot ----
 
-_slots: list[np.ndarray] = []
-_compression = "none"
+@dataclass
+class _WorkerState:
+    slots: list[np.ndarray]  # raw images: the shared slots decoded scenes go to
+    compression: str
+    images: str  # the image encoding
+    views: int
+    size: int
 
 
-def _init_worker(slots: list[np.ndarray], compression: str) -> None:
-    global _slots, _compression
-    _slots, _compression = slots, compression
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process handles Ctrl-C and ends the pool
-    if sys.platform == "linux":  # and if it is killed outright, its workers go too (PR_SET_PDEATHSIG)
-        ctypes.CDLL(None).prctl(1, signal.SIGKILL)
+def _worker_state(state: _WorkerState) -> _WorkerState:
+    return state
 
 
 def decode_frame(data: bytes, out: np.ndarray, view: int) -> None:
     """Decode one JPEG frame into ``out`` (H, W, 3); a non-JPEG or a frame of another size raises."""
     try:
-        shape = simplejpeg.decode_jpeg(data, colorspace="RGB", buffer=out).shape
+        shape = decode_jpeg(data, out)
     except ValueError as e:
         try:
             shape = simplejpeg.decode_jpeg_header(data)[:2]
@@ -175,15 +192,28 @@ def decode_frame(data: bytes, out: np.ndarray, view: int) -> None:
             shape = None
         if shape is None or shape[:2] == out.shape[:2]:
             raise ExampleError(f"frame {view} is not a decodable JPEG image ({e})") from None
-    if shape[:2] != out.shape[:2]:
+    _check_frame_size(shape, out.shape, view)
+
+
+def check_frame(data: bytes, size: tuple[int, int], view: int) -> None:
+    """Check one JPEG frame's header without decoding its pixels: a non-JPEG or another size raises."""
+    try:
+        shape = simplejpeg.decode_jpeg_header(data)[:2]
+    except ValueError as e:
+        raise ExampleError(f"frame {view} is not a decodable JPEG image ({e})") from None
+    _check_frame_size(shape, size, view)
+
+
+def _check_frame_size(shape, size, view: int) -> None:
+    if tuple(shape[:2]) != tuple(size[:2]):
         raise ExampleError(f"frame {view} is {shape[1]}x{shape[0]} pixels; the dataset has "
-                           f"{out.shape[1]}x{out.shape[0]}")
+                           f"{size[1]}x{size[0]}")
 
 
-def decode_scene(data: bytes, out: np.ndarray) -> np.ndarray:
-    """Decode one serialized scene Example into ``out`` (V, H, W, 3); returns its cameras (V, 5)."""
+def parse_checked(data: bytes, views: int) -> tuple[list[bytes], np.ndarray]:
+    """The JPEG frames and cameras (V, 5) of one serialized scene Example, after checking the number of frames
+    and camera values and that every camera is finite."""
     frames, cameras = parse_scene(data)
-    views = len(out)
     if len(frames) != views or cameras.size != 5 * views:
         raise ExampleError(f"scene has {len(frames)} frames and {cameras.size} camera values; "
                            f"the dataset has {views} views ({5 * views} camera values)")
@@ -191,20 +221,48 @@ def decode_scene(data: bytes, out: np.ndarray) -> np.ndarray:
     if bad.any():
         raise ExampleError(f"camera of view {int(np.argmax(bad))} holds a NaN or infinite value "
                            f"({int(bad.sum())} of {views} views)")
+    return frames, cameras.reshape(views, 5)
+
+
+def decode_scene(data: bytes, out: np.ndarray) -> np.ndarray:
+    """Decode one serialized scene Example into ``out`` (V, H, W, 3); returns its cameras (V, 5)."""
+    frames, cameras = parse_checked(data, len(out))
     for view, frame in enumerate(frames):
         decode_frame(frame, out[view], view)
-    return cameras.reshape(views, 5)
+    return cameras
 
 
-def _decode_chunk(slot: int, records: list[tuple[tuple[int, int], bytes]]):
+def _check_chunk(state: _WorkerState, records: list[tuple[tuple[int, int], bytes]]):
+    """Jpeg output: check ``records`` ((file, record) position, data) and return, for the good ones, their
+    cameras, positions and JPEG frames (bytes, as they came)."""
+    cameras, good, bad, frames = [], [], [], []
+    for position, data in records:
+        try:
+            scene, scene_cameras = parse_checked(data, state.views)
+            for view, frame in enumerate(scene):
+                check_frame(frame, (state.size, state.size), view)
+        except ExampleError as e:
+            bad.append((position, str(e)))
+        else:
+            cameras.append(scene_cameras)
+            good.append(position)
+            frames.append(scene)
+    return np.array(cameras, np.float32), good, bad, frames
+
+
+def _decode_chunk(state: _WorkerState, task: tuple[int, list[tuple[tuple[int, int], bytes]]]):
     """Decode ``records`` ((file, record) position, data) into slot ``slot``, good scenes first; with a
     compressed output, also return the good scenes' compressed image chunks (compressing here, in parallel,
-    keeps the writing process free).
+    keeps the writing process free). Jpeg output: no decoding and no slot (``_check_chunk``).
 
     Frames are decoded into a small, cache-resident scratch scene that is then copied to the slot in one go:
     about 3 % faster than decoding into the shared mapping directly.
     """
-    out = _slots[slot]
+    slot, records = task
+    if state.images == "jpeg":
+        return (slot, *_check_chunk(state, records))
+    compression = state.compression
+    out = state.slots[slot]
     scratch = np.empty(out.shape[1:], np.uint8)
     cameras, good, bad = [], [], []
     for position, data in records:
@@ -215,7 +273,7 @@ def _decode_chunk(slot: int, records: list[tuple[tuple[int, int], bytes]]):
         else:
             out[len(good)] = scratch
             good.append(position)
-    encoded = encode_images(out[:len(good)], _compression) if _compression != "none" else None
+    encoded = encode_images(out[:len(good)], compression) if compression != "none" else None
     return slot, np.array(cameras, np.float32), good, bad, encoded
 
 
@@ -223,15 +281,17 @@ def _decode_chunk(slot: int, records: list[tuple[tuple[int, int], bytes]]):
 
 class _Conversion:
     def __init__(self, info: DatasetInfo, split: str, files: list[Path], out: Path, *, workers: int,
-                 scenes_per_shard: int, compression: str, skip_corrupt: bool, progress: bool):
+                 scenes_per_shard: int, compression: str, images: str, skip_corrupt: bool, progress: bool):
         self.info, self.files, self.out = info, files, out
         self.workers, self.skip_corrupt, self.progress = workers, skip_corrupt, progress
-        self.scenes_per_shard, self.compression = scenes_per_shard, compression
+        self.scenes_per_shard, self.compression, self.images = scenes_per_shard, compression, images
         self.family = f"deepmind/{info.name}"
         names = "\n".join(p.name for p in files)
         self.params = {"dataset": info.name, "split": split, "scenes_per_shard": scenes_per_shard,
                        "compression": compression, "input_files": len(files),
                        "input_names_sha1": hashlib.sha1(names.encode()).hexdigest()}
+        if images != "raw":  # raw output keeps the parameters (and bytes) of the converter before --images
+            self.params["images"] = images
         self.summary = SplitSummary(split, out, len(files))
         self.record_bytes = info.views * info.size * info.size * 3
         self.slot_records = max(1, min(MAX_SLOT_RECORDS, SLOT_BYTES // self.record_bytes))
@@ -239,7 +299,7 @@ class _Conversion:
         self._source: list[dict] = []  # file ranges of the shard being written
 
     def run(self) -> SplitSummary:
-        done = prepare_output(self.out, self.family, self.params, option="OUT")
+        done = claim_output(self.out, self.family, self.params, option="OUT")
         self.shard = 0
         while self.shard in done:
             self.shard += 1
@@ -247,10 +307,11 @@ class _Conversion:
         start_file, start_record = self._resume_point()
         shape = (self.slot_records, self.info.views, self.info.size, self.info.size, 3)
         slots = [np.frombuffer(mmap.mmap(-1, int(np.prod(shape))), np.uint8).reshape(shape)
-                 for _ in range(2 * self.workers + 1)]
+                 if self.images == "raw" else None for _ in range(2 * self.workers + 1)]
         self._started = time.perf_counter()
-        # fork before tqdm starts its monitor thread; the workers inherit the slots' shared mappings
-        pool = multiprocessing.get_context("fork").Pool(self.workers, _init_worker, (slots, self.compression))
+        # forked (before tqdm starts its monitor thread): the workers inherit the slots' shared mappings
+        state = _WorkerState(slots, self.compression, self.images, self.info.views, self.info.size)
+        pool = WorkerPool(self.workers, _worker_state, (state,), start="fork")
         with pool, \
                 tqdm(total=sum(p.stat().st_size for p in self.files),
                      initial=sum(p.stat().st_size for p in self.files[:start_file]), unit="B", unit_scale=True,
@@ -296,27 +357,22 @@ class _Conversion:
         self.summary.skipped += 1
         _warn(f"skipped {error}" + "; rest of the file skipped" * error.fatal)
 
-    def _pipeline(self, pool, slots, records) -> None:
-        """Decode chunks of records in ``pool`` into free ``slots`` and write the results in order."""
-        free = list(range(len(slots)))
-        pending = deque()
-        chunks = _chunks(records, self.slot_records)
-        while True:
-            try:
-                chunk = next(chunks, None)
-            except RecordError:  # the reader runs ahead: report earlier bad records first, keep good scenes
-                self._drain(pending, slots)
-                raise
-            if chunk is None:
-                break
-            if not free:
-                free.append(self._collect(pending.popleft().get(), slots))
-            pending.append(pool.apply_async(_decode_chunk, (free.pop(), chunk)))
-        self._drain(pending, slots)
+    def _pipeline(self, pool: WorkerPool, slots, records) -> None:
+        """Decode chunks of records on ``pool`` into ``slots`` (round robin: a slot is taken again only after
+        its result was written) and write the results in order."""
+        failure = []
 
-    def _drain(self, pending: deque, slots) -> None:
-        while pending:
-            self._collect(pending.popleft().get(), slots)
+        def tasks():
+            try:
+                for n, chunk in enumerate(_chunks(records, self.slot_records)):
+                    yield n % len(slots), chunk
+            except RecordError as e:  # the reader runs ahead: write the good scenes read before it first
+                failure.append(e)
+
+        for result in pool.map(_decode_chunk, tasks(), ahead=len(slots) - 1):
+            self._collect(result, slots)
+        if failure:
+            raise failure[0]
 
     def _collect(self, result, slots) -> int:
         slot, cameras, good, bad, encoded = result
@@ -325,20 +381,23 @@ class _Conversion:
             if not self.skip_corrupt:
                 raise error
             self._skip(error)
-        self._write(slots[slot][:len(good)], cameras, good, encoded)
+        self._write(None if slots[slot] is None else slots[slot][:len(good)], cameras, good, encoded)
         return slot
 
-    def _write(self, images: np.ndarray, cameras: np.ndarray, positions: list[tuple[int, int]],
-               encoded: list[bytes] | None) -> None:
+    def _write(self, images: np.ndarray | None, cameras: np.ndarray, positions: list[tuple[int, int]],
+               encoded: list | None) -> None:
+        """Write the good scenes of a chunk: decoded ``images`` (with ``encoded`` their compressed chunks, if
+        any), or for jpeg output ``encoded`` only, the scenes' JPEG frames."""
         done = 0
-        while done < len(images):
+        while done < len(positions):
             if self._writer is None:
                 self._writer = ShardWriter(self.out, self.shard, self.scenes_per_shard, self.info.views,
                                            self.info.size, family=self.family,
                                            scenes_per_shard=self.scenes_per_shard, params=self.params,
-                                           compression=self.compression, open_ended=True)
-            n = min(len(images) - done, self.scenes_per_shard - self._writer.written)
-            self._writer.write(images[done:done + n], cameras[done:done + n],
+                                           compression=self.compression, open_ended=True,
+                                           image_encoding=self.images)
+            n = min(len(positions) - done, self.scenes_per_shard - self._writer.written)
+            self._writer.write(None if images is None else images[done:done + n], cameras[done:done + n],
                                encoded=encoded[done:done + n] if encoded else None)
             for f, index in positions[done:done + n]:
                 name = self.files[f].name
