@@ -14,8 +14,9 @@ import click
 
 from gqn import __version__
 from gqn.errors import GqnError
-from gqn.interrupt import Interrupted
-from gqn.renderer.families import DEFAULT_VIEWS, FAMILIES
+from gqn.interrupt import Interrupted, exit_status, stop_on_sigterm
+from gqn.paramtypes import MinMax, Part
+from gqn.renderer.families import families
 
 _SUFFIXES = {"": 1, "k": 1_000, "m": 1_000_000, "g": 1_000_000_000}
 
@@ -42,47 +43,6 @@ class Count(click.ParamType):
         if n < self.minimum:
             self.fail(f"must be at least {self.minimum}, got {value}", param, ctx)
         return n
-
-
-class IntPair(click.ParamType):
-    """Two integers written as ``pattern`` (a regex with two groups; a missing second repeats the first),
-    accepted when ``valid(a, b)``."""
-
-    pattern, form, rule = "", "", ""
-
-    def valid(self, a: int, b: int) -> bool:
-        raise NotImplementedError
-
-    def convert(self, value, param, ctx):
-        if isinstance(value, tuple):
-            return value
-        m = re.fullmatch(self.pattern, str(value))
-        if not m:
-            self.fail(f"{value!r} is not {self.form}", param, ctx)
-        a, b = int(m.group(1)), int(m.group(2) or m.group(1))
-        if not self.valid(a, b):
-            self.fail(f"{value}: need {self.rule}", param, ctx)
-        return a, b
-
-
-class Part(IntPair):
-    """``K/N``: the K-th (0-based) of N equal parts of a job."""
-
-    name = "K/N"
-    pattern, form, rule = r"\s*(\d+)\s*/\s*(\d+)\s*", "of the form K/N (e.g. 0/4)", "0 <= K < N"
-
-    def valid(self, k, n):
-        return 0 <= k < n
-
-
-class MinMax(IntPair):
-    """An integer range ``MIN-MAX`` (e.g. 1-14) or a single number ``K`` (= K-K), with 1 <= MIN <= MAX."""
-
-    name = "MIN-MAX"
-    pattern, form, rule = r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", "MIN-MAX or K (examples: 1-14, 3)", "1 <= MIN <= MAX"
-
-    def valid(self, low, high):
-        return 1 <= low <= high
 
 
 class Duration(click.ParamType):
@@ -244,63 +204,44 @@ def _run_render(family: str, family_params: dict, **opts):
     render_dataset(family, family_params, **opts)
 
 
-@render.command("shepard-matzler")
-@click.option("--parts", type=click.IntRange(2, 20), default=5, show_default=True,
-              help="Cubes per polycube (the GQN datasets use 5 and 7).")
-@render_options(default_views=DEFAULT_VIEWS["shepard-matzler"])
-def render_shepard_matzler(parts, **opts):
-    """Shepard-Matzler polycubes seen by an orthographic camera on a sphere.
+# ---- one `gqn render FAMILY` command per registered scene family (gqn.renderer.families) ----
 
-    Example: gqn render shepard-matzler --scenes 2M --parts 5 --out data/sm5/train
-    """
-    _run_render("shepard-matzler", {"parts": parts}, **opts)
-
-
-# ---- more scene families: rooms, mnist-dice (gqn.renderer.families) ----
-
-@render.command("rooms")
-@click.option("--camera", type=click.Choice(["ring", "free"]), default="ring", show_default=True,
-              help="ring: on a circle at a fixed height looking at the room centre; free: anywhere in the "
-                   "room, random yaw and pitch. Stored as family rooms-ring / rooms-free.")
-@click.option("--objects", type=MinMax(), default="1-3", show_default=True,
-              help="Objects per scene, drawn uniformly from MIN-MAX (at most 9).")
-@click.option("--object-rotation/--no-object-rotation", default=True, show_default=True,
-              help="Turn each object by a random yaw.")
-@render_options(default_views=DEFAULT_VIEWS["rooms"])
-def render_rooms(camera, objects, object_rotation, **opts):
-    """Objects (box, sphere, cylinder, capsule, icosahedron, cone) in a room with textured floor and walls.
-
-    Examples:
-
-      gqn render rooms --scenes 2M --out data/rooms-ring/train
-
-      gqn render rooms --camera free --no-object-rotation --scenes 2M --out data/rooms-free/train
-    """
-    _run_render("rooms", {"camera": camera, "objects": list(objects), "object_rotation": object_rotation},
-                **opts)
+def _family_option(param):
+    """The `gqn render FAMILY` option of a family parameter (a ``families.Param``): ``--NAME VALUE``, or
+    ``--NAME/--no-NAME`` for a flag."""
+    flag = "--" + param.name.replace("_", "-")
+    if param.is_flag:
+        return click.option(f"{flag}/--no-{flag[2:]}", param.name, default=param.default, show_default=True,
+                            help=param.help)
+    return click.option(flag, param.name, type=param.type, default=param.default, show_default=True,
+                        help=param.help)
 
 
-@render.command("mnist-dice")
-@click.option("--digits", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="MNIST IDX images (train-images-idx3-ubyte, gzipped or not; labels read from the "
-                   "labels file next to it) or a .npz with x_train [default: scikit-learn's bundled 8x8 "
-                   "digits].")
-@render_options(default_views=DEFAULT_VIEWS["mnist-dice"])
-def render_mnist_dice(digits, **opts):
-    """A die with six different handwritten digits on its faces, in a room, seen by a ring camera.
+def _render_command(family):
+    """`gqn render NAME` for a family class: its declared parameters, then the options of every family."""
+    spec = family.spec
 
-    Each face's digit class is stored in the dataset `labels` (n, 6), faces in the order +x, -x, +y, -y,
-    +z, -z of the die's own frame.
+    def command(**opts):
+        _run_render(spec.name, {p.name: p.store(opts.pop(p.name)) for p in spec.params}, **opts)
 
-    Example: gqn render mnist-dice --digits mnist/train-images-idx3-ubyte.gz --out data/dice/train
-    """
-    _run_render("mnist-dice", {"digits": os.path.abspath(digits) if digits else None}, **opts)
+    command = render_options(default_views=spec.views)(command)
+    for param in reversed(spec.params):
+        command = _family_option(param)(command)
+    command = render.command(spec.name, help=spec.help)(command)
+    names = [p.name for p in command.params]
+    if len(set(names)) != len(names):
+        raise ValueError(f"gqn render {spec.name}: a family parameter has the name of a common option: {names}")
+    return command
+
+
+for _family in families().values():
+    _render_command(_family)
 
 
 # ---- DeepMind datasets: convert / export (gqn.converters) ----
 
 from gqn.converters.datasets import DATASETS  # noqa: E402  (imports kept in this section: clean merges)
-from gqn.converters.convert import CONVERT_COMPRESSION  # noqa: E402
+from gqn.converters.convert import CONVERT_COMPRESSION, CONVERT_IMAGES  # noqa: E402
 from gqn.shards import COMPRESSIONS  # noqa: E402
 
 
@@ -315,10 +256,15 @@ def convert():
 @click.option("--dataset", type=click.Choice(sorted(DATASETS)), default=None,
               help="Which DeepMind dataset [default: the one named in SRC's path].")
 @click.option("--workers", type=click.IntRange(1), default=None,
-              help="JPEG-decoding processes [default: all cores].")
+              help="Record-parsing (with --images raw: JPEG-decoding) processes [default: all cores].")
 @click.option("--scenes-per-shard", type=click.IntRange(1), default=2000, show_default=True)
+@click.option("--images", type=click.Choice(["jpeg", "raw"]), default=CONVERT_IMAGES, show_default=True,
+              help="jpeg: keep each frame's JPEG file as it came (lossless, ~8x smaller than raw, no decoding; "
+                   "shard format version 2, decoded by gqn's readers). raw: decoded uint8 pixels (format "
+                   "version 1, readable by chainer-gqn).")
 @click.option("--compression", type=click.Choice(COMPRESSIONS), default=CONVERT_COMPRESSION,
-              show_default=True, help="HDF5 compression of the images (gzip-1: ~3.5x smaller, ~2x slower).")
+              show_default=True, help="HDF5 compression of --images raw (gzip-1: ~3.7x smaller, ~2.7x slower); "
+                                      "refused with --images jpeg.")
 @click.option("--skip-corrupt", is_flag=True,
               help="Log and skip corrupt records instead of stopping at the first one.")
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
@@ -350,7 +296,8 @@ def export():
 @click.argument("out", type=click.Path(file_okay=False))
 @click.option("--records-per-file", type=click.IntRange(1), default=2000, show_default=True)
 @click.option("--quality", type=click.IntRange(1, 100), default=95, show_default=True,
-              help="JPEG quality of the frames.")
+              help="JPEG quality of the frames of raw shards; jpeg shards' frames are copied as stored "
+                   "(no re-encoding), so it does not apply to them.")
 @click.option("--gzip", "compress", is_flag=True, help="Write GZIP-compressed TFRecord files.")
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
 def export_tfrecord(data, out, **opts):
@@ -384,7 +331,7 @@ def info(data, preview, preview_scenes):
         click.echo(f"preview written to {preview}")
 
 
-# ---- the model: train / evaluate (gqn.model) ----
+# ---- the model: train / evaluate (gqn.runs, training the network of gqn.model) ----
 
 
 _gpu_option = click.option("--gpu", type=click.IntRange(0), default=None,
@@ -412,16 +359,14 @@ def _render_source(family, size, views, seed, params, workers, save, anti_aliasi
     """The RenderSource of `gqn train --render`, or None."""
     if family is None:
         return None
-    from gqn.model.online import SaveOptions
-    from gqn.model.train import RenderSource
-    from gqn.renderer.families import DEFAULT_VIEWS
+    from gqn.runs.online import SaveOptions
+    from gqn.runs.sources import RenderSource
     from gqn.renderer.job import check_render_size
     from gqn.renderer.stream import RenderConfig
 
-    params = dict(params)
-    if isinstance(params.get("digits"), str):  # stored as `gqn render mnist-dice --digits` stores it
-        params["digits"] = os.path.abspath(params["digits"])
-    config = RenderConfig(family, params, views or DEFAULT_VIEWS[family], size, seed, anti_aliasing)
+    spec = families()[family].spec
+    params = spec.parse(dict(params), "--render-param")  # checked and stored as `gqn render FAMILY` does
+    config = RenderConfig(family, params, views or spec.views, size, seed, anti_aliasing)
     check_render_size(config, "--render-size", "--render-views")
     return RenderSource(config, workers, SaveOptions(save) if save else None)
 
@@ -430,7 +375,7 @@ def _render_source(family, size, views, seed, params, workers, save, anti_aliasi
 @click.argument("data", type=click.Path(file_okay=False), required=False)
 @click.option("--out", required=True, type=click.Path(file_okay=False),
               help="Run directory: snapshot.npz, config.json, log.jsonl.")
-@click.option("--render", "render_family", type=click.Choice(sorted(FAMILIES)), default=None,
+@click.option("--render", "render_family", type=click.Choice(sorted(families())), default=None,
               help="Train on freshly rendered scenes of this family instead of shards in DATA.")
 @click.option("--render-size", type=int, default=64, show_default=True, callback=_check_size,
               help="Image size of rendered scenes.")
@@ -521,7 +466,8 @@ def train(ctx, data, out, resume, test, context, iterations, time_limit, snapsho
     """
     from click.core import ParameterSource
 
-    from gqn.model.train import RunOptions, run_training
+    from gqn.runs.run import RunOptions
+    from gqn.runs.train import run_training
 
     explicit = {name for name in [*hyper, "context"] if ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE}
     if "context" in explicit:
@@ -561,7 +507,7 @@ def evaluate(run, data, **opts):
 
     Example: gqn evaluate runs/sm5 --data data/sm5/test --out runs/sm5/eval
     """
-    from gqn.model.evaluate import format_table, run_evaluation
+    from gqn.runs.evaluate import format_table, run_evaluation
 
     check_output_dir(opts["out"], "--out")
     metrics = run_evaluation(run, data, **opts)
@@ -572,15 +518,19 @@ def evaluate(run, data, **opts):
 def _one_line_errors(f):
     @functools.wraps(f)
     def wrapper():
+        stop_on_sigterm()
         try:
             code = f(standalone_mode=False)
             sys.exit(code if isinstance(code, int) else 0)
         except (click.exceptions.Abort, KeyboardInterrupt) as e:  # click turns Ctrl-C into Abort
             cause = e.__cause__ if isinstance(e, click.exceptions.Abort) else e
+            if not isinstance(cause, KeyboardInterrupt):  # an Abort of click's own
+                click.echo("Aborted.", err=True)
+                sys.exit(1)
             # a loop that stopped cleanly (training) says what it kept
             click.echo(str(cause) if isinstance(cause, Interrupted) else
                        "Interrupted; complete shards are kept: re-run the same command to resume.", err=True)
-            sys.exit(130)
+            sys.exit(exit_status())
         except click.ClickException as e:
             e.show()
             sys.exit(e.exit_code)

@@ -11,8 +11,8 @@ from PIL import Image
 from gqn.errors import GqnError
 from gqn.renderer.digits import INK_BOX, DigitBank, load_digits, load_idx, load_npz, load_sklearn_digits
 from gqn.renderer.families.mnist_dice import FACE_ORDER, MnistDice
-from gqn.renderer.families.room import FOV_Y, GRID, GRID_JITTER
-from gqn.renderer.tiled import Instances
+from gqn.renderer.families.shared_room import FOV_Y, GRID, GRID_JITTER
+from gqn.renderer.scene import Instances
 from gqn.shards import Dataset
 from tests.helpers import assert_one_line_error, family_renderer, gqn, unlit
 

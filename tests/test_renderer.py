@@ -6,7 +6,8 @@ import pytest
 
 from gqn.renderer import camera
 from gqn.renderer.families.shepard_matzler import HALF_EXTENT, HUES, ShepardMatzler, random_walk
-from gqn.renderer.tiled import Instances, SceneSpec, TiledRenderer
+from gqn.renderer.scene import Instances, SceneSpec
+from gqn.renderer.tiled import TiledRenderer
 from tests.helpers import foreground
 
 SIZE = 64

@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 
 from gqn.errors import GqnError
-from gqn.renderer.families import room, stored_family
+from gqn.renderer.families import shared_room, stored_family
 from gqn.renderer.families.mnist_dice import MnistDice
 from gqn.renderer.families.rooms import SHAPES, Rooms, shape_mesh
 from gqn.renderer.stream import RenderConfig
-from gqn.renderer.tiled import Instances
+from gqn.renderer.scene import Instances
 from gqn.shards import Dataset
 from tests.helpers import assert_one_line_error, color_of, family_renderer, gqn, unlit
 
@@ -44,7 +44,7 @@ def without_objects(spec):
 
 
 def sky_mask(images: np.ndarray) -> np.ndarray:
-    return np.all(np.abs(images.astype(int) - color_of(room.SKY)) <= 1, axis=-1)
+    return np.all(np.abs(images.astype(int) - color_of(shared_room.SKY)) <= 1, axis=-1)
 
 
 def test_shapes_stand_on_the_origin_with_unit_extent():
@@ -61,7 +61,7 @@ def test_objects_stand_on_distinct_grid_cells_without_overlap():
         spec = family.scene(0, i)
         centres, radii = footprints(spec)
         assert len(centres) == 9
-        cells = np.abs(centres[:, None] - room.GRID[None]).max(-1) <= room.GRID_JITTER
+        cells = np.abs(centres[:, None] - shared_room.GRID[None]).max(-1) <= shared_room.GRID_JITTER
         assert np.all(cells.sum(axis=1) == 1) and np.all(cells.sum(axis=0) == 1)
         gaps = np.linalg.norm(centres[:, None] - centres[None], axis=-1) - radii[:, None] - radii[None]
         assert gaps[~np.eye(9, dtype=bool)].min() > 0
@@ -121,11 +121,11 @@ def test_scene_content_does_not_depend_on_the_number_of_views(family):
 def test_ring_cameras_circle_the_room_centre():
     spec = Rooms(10, SIZE).scene(2, 5)
     xz = spec.cameras[:, [0, 2]]
-    np.testing.assert_allclose(np.linalg.norm(xz, axis=1), room.RING_RADIUS)
-    np.testing.assert_allclose(spec.cameras[:, 1], room.RING_HEIGHT)
+    np.testing.assert_allclose(np.linalg.norm(xz, axis=1), shared_room.RING_RADIUS)
+    np.testing.assert_allclose(spec.cameras[:, 1], shared_room.RING_HEIGHT)
     from gqn.renderer import camera
 
-    np.testing.assert_allclose(spec.cameras, camera.look_at(spec.cameras[:, :3], room.RING_TARGET))
+    np.testing.assert_allclose(spec.cameras, camera.look_at(spec.cameras[:, :3], shared_room.RING_TARGET))
     assert np.ptp(spec.cameras[:, 3]) > 1.0  # views spread over the ring
 
 
@@ -154,18 +154,18 @@ def test_floor_texture_differs_between_seeds(renderer):
 
 def test_free_cameras_stay_inside_the_room_and_away_from_objects():
     family = Rooms(10, SIZE, camera="free", objects=(1, 9))
-    limit = room.ROOM_HALF - room.FREE_MARGIN
+    limit = shared_room.ROOM_HALF - shared_room.FREE_MARGIN
     for i in range(200):
         spec = family.scene(0, i)
         cams = spec.cameras
         assert np.abs(cams[:, [0, 2]]).max() <= limit
-        assert np.all((cams[:, 1] >= room.FREE_HEIGHT[0]) & (cams[:, 1] <= room.FREE_HEIGHT[1]))
-        assert room.FREE_HEIGHT[1] < room.WALL_HEIGHT
-        assert np.all((cams[:, 4] >= room.FREE_PITCH[0]) & (cams[:, 4] <= room.FREE_PITCH[1]))
+        assert np.all((cams[:, 1] >= shared_room.FREE_HEIGHT[0]) & (cams[:, 1] <= shared_room.FREE_HEIGHT[1]))
+        assert shared_room.FREE_HEIGHT[1] < shared_room.WALL_HEIGHT
+        assert np.all((cams[:, 4] >= shared_room.FREE_PITCH[0]) & (cams[:, 4] <= shared_room.FREE_PITCH[1]))
         centres, radii = footprints(spec)
         gaps = np.linalg.norm(cams[:, None, [0, 2]] - centres[None], axis=-1) - radii[None]
-        assert gaps.min() > room.FREE_CLEARANCE
-        assert room.view_depth(cams).min() >= room.FREE_DEPTH
+        assert gaps.min() > shared_room.FREE_CLEARANCE
+        assert shared_room.view_depth(cams).min() >= shared_room.FREE_DEPTH
 
 
 def test_free_views_are_never_one_flat_colour(renderer):

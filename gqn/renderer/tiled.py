@@ -6,7 +6,8 @@ Here every (object, view) pair of a whole batch of scenes becomes one instance o
 vertex shader places each view in its own tile of a large framebuffer ("atlas") and clips it to that tile
 with ``gl_ClipDistance``, so a batch costs one draw call per mesh kind and one readback.
 
-Geometry and textures come from pyrender objects (``pyrender.Mesh`` primitives), uploaded once per process.
+Scenes come as ``gqn.renderer.scene.SceneSpec`` (numpy only); geometry and textures come from pyrender objects
+(``pyrender.Mesh`` primitives), uploaded once per process.
 Shading: base colour (times an optional texture layer) lit by one directional light plus ambient.
 """
 from __future__ import annotations
@@ -14,11 +15,11 @@ from __future__ import annotations
 import ctypes
 import math
 import os
-from dataclasses import dataclass, field
 
 import numpy as np
 
 from gqn.errors import GqnError
+from gqn.renderer.scene import SceneSpec
 
 os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
 
@@ -102,34 +103,6 @@ def atlas_fits(size: int, tiles: int) -> bool:
     """Whether ``tiles`` views of ``size`` px fit the atlas of one render pass."""
     cols, rows = atlas_layout(size, tiles)
     return cols * rows >= tiles and size <= MAX_ATLAS_SIDE
-
-
-@dataclass
-class Instances:
-    """Objects of one mesh kind in one scene: poses (n, 4, 4), RGBA colours (n, 4), texture (n, 3).
-
-    ``texture`` holds (layer, u scale, v scale); layer -1 means untextured.
-    """
-
-    poses: np.ndarray
-    colors: np.ndarray
-    texture: np.ndarray | None = None
-
-    def __post_init__(self):
-        if self.texture is None:
-            self.texture = np.tile([-1.0, 1.0, 1.0], (len(self.poses), 1))
-
-
-@dataclass
-class SceneSpec:
-    """Everything the renderer needs for one scene: objects per mesh kind, cameras and light."""
-
-    cameras: np.ndarray                       # (V, 5) raw poses x, y, z, yaw, pitch
-    objects: dict[str, Instances]
-    light_direction: np.ndarray               # (3,) direction the light travels
-    ambient: float = 0.3
-    light_color: tuple = (1.0, 1.0, 1.0)
-    extras: dict = field(default_factory=dict)  # per-scene metadata stored in the shards (e.g. labels)
 
 
 def _mesh_arrays(mesh) -> tuple[np.ndarray, np.ndarray]:

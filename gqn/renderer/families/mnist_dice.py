@@ -6,12 +6,16 @@ texture array (the room's texture bank followed by the worker's digit bank). The
 """
 from __future__ import annotations
 
+import os
+
+import click
 import numpy as np
 
 from gqn.renderer.digits import DigitBank
-from gqn.renderer.families.room import RoomFamily, grid_positions, poses, ring_cameras, rotations_y
+from gqn.renderer.families.base import FamilySpec, Param
+from gqn.renderer.families.shared_room import RoomFamily, grid_positions, poses, ring_cameras, rotations_y
+from gqn.renderer.scene import Instances
 from gqn.renderer.textures import texture_bank
-from gqn.renderer.tiled import Instances
 
 DIE_EDGE = 1.0
 # Faces in the die's own frame (before its yaw): +x, -x, +y (top), -y (bottom), +z, -z. Side faces show
@@ -34,7 +38,17 @@ FACES = _face_matrices()
 
 
 class MnistDice(RoomFamily):
-    name = "mnist-dice"
+    spec = FamilySpec(
+        "mnist-dice", views=10,
+        summary="A die with six different handwritten digits on its faces, in a room, seen by a ring camera.",
+        details="Each face's digit class is stored in the dataset `labels` (n, 6), faces in the order +x, -x, +y, "
+                "-y, +z, -z of the die's own frame.",
+        examples=("gqn render mnist-dice --digits mnist/train-images-idx3-ubyte.gz --out data/dice/train",),
+        params=(Param("digits", click.Path(exists=True, dir_okay=False), None,
+                      "MNIST IDX images (train-images-idx3-ubyte, gzipped or not; labels read from the labels file "
+                      "next to it) or a .npz with x_train [default: scikit-learn's bundled 8x8 digits].",
+                      store=lambda path: os.path.abspath(path) if path else None),),
+    )
     extras = {"labels": ((6,), "int8")}
 
     def __init__(self, views: int, size: int, digits: str | None = None):

@@ -3,13 +3,12 @@ from __future__ import annotations
 
 import colorsys
 
+import click
 import numpy as np
-import pyrender
-import trimesh
 
 from gqn.renderer import camera
-from gqn.renderer.families.base import Family
-from gqn.renderer.tiled import Instances, SceneSpec
+from gqn.renderer.families.base import Family, FamilySpec, Param, import_pyrender
+from gqn.renderer.scene import Instances, SceneSpec
 
 HUES = np.array([colorsys.hsv_to_rgb(h / 10, 0.85, 1.0) for h in range(10)])
 STEPS = np.array([[1, 0, 0], [-1, 0, 0], [0, 1, 0], [0, -1, 0], [0, 0, 1], [0, 0, -1]])
@@ -41,7 +40,12 @@ def random_walk(rng: np.random.Generator, parts: int) -> np.ndarray:
 
 
 class ShepardMatzler(Family):
-    name = "shepard-matzler"
+    spec = FamilySpec(
+        "shepard-matzler", views=15,
+        summary="Shepard-Matzler polycubes seen by an orthographic camera on a sphere.",
+        examples=("gqn render shepard-matzler --scenes 2M --parts 5 --out data/sm5/train",),
+        params=(Param("parts", click.IntRange(2, 20), 5, "Cubes per polycube (the GQN datasets use 5 and 7)."),),
+    )
 
     def __init__(self, views: int, size: int, parts: int = 5):
         super().__init__(views, size, parts=parts)
@@ -49,6 +53,9 @@ class ShepardMatzler(Family):
         self.edge = cube_edge(parts)
 
     def meshes(self):
+        import trimesh
+
+        pyrender = import_pyrender()
         return {"cube": pyrender.Mesh.from_trimesh(trimesh.creation.box((1.0, 1.0, 1.0)), smooth=False)}
 
     def projection(self):

@@ -1,5 +1,5 @@
-"""The room that rooms and mnist-dice scenes stand in: textured floor and walls, objects on a 3x3 grid,
-ring or free cameras, a randomised light and a sky-coloured background.
+"""The room shared by the families set in it (rooms, mnist-dice): textured floor and walls, objects on a
+3x3 grid, ring or free cameras, a randomised light and a sky-coloured background.
 
 Every flat surface (floor, walls, die faces) is an instance of one textured unit quad, so a whole room costs
 one mesh kind and its textures are layers of the texture array chosen per instance.
@@ -9,13 +9,12 @@ from __future__ import annotations
 from typing import Callable
 
 import numpy as np
-import pyrender
 
 from gqn.renderer import camera
-from gqn.renderer.families.base import Family
 from gqn.renderer.colors import hsv_to_rgb
+from gqn.renderer.families.base import Family, import_pyrender
+from gqn.renderer.scene import Instances, SceneSpec
 from gqn.renderer.textures import PATTERNS, VARIANTS, texture_bank
-from gqn.renderer.tiled import Instances, SceneSpec
 
 ROOM_HALF = 3.0             # the floor spans [-3, 3] x [-3, 3]; y is up
 WALL_HEIGHT = 1.0
@@ -53,9 +52,10 @@ def poses(rotation: np.ndarray, scale: np.ndarray, position: np.ndarray) -> np.n
     return m
 
 
-def quad_mesh() -> pyrender.Mesh:
-    """The unit square in the local xy plane facing +z; texture u runs along +x and v down from the top
-    edge (+y), so a texture shows upright, unmirrored, to a viewer in front of it."""
+def quad_mesh():
+    """The unit square (a pyrender.Mesh) in the local xy plane facing +z; texture u runs along +x and v down
+    from the top edge (+y), so a texture shows upright, unmirrored, to a viewer in front of it."""
+    pyrender = import_pyrender()
     positions = np.array([[-0.5, 0.5, 0], [0.5, 0.5, 0], [0.5, -0.5, 0], [-0.5, -0.5, 0]], np.float32)
     uv = np.array([[0, 0], [1, 0], [1, 1], [0, 1]], np.float32)
     normals = np.tile(np.float32([0, 0, 1]), (4, 1))
