@@ -1,7 +1,7 @@
 """Training seconds per iteration and peak memory of the SPEC model at 64 px, next to the loader's rate.
 
 Rows, each measured in a process of its own (so that its peak RSS is its own), one warm-up iteration and then
---iterations timed ones of ``gqn.model.train.train_step`` with --context context views per scene:
+--iterations timed ones of ``gqn.runs.train.train_step`` with --context context views per scene:
 
 * ``fused``: the shipped model (fused ConvLSTM cores with the static inputs convolved once per pass,
   ``gqn.model.conv`` on the CPU) at batch 1 and 8;
@@ -13,8 +13,8 @@ Rows, each measured in a process of its own (so that its peak RSS is its own), o
 
 The rows are interleaved over --rounds rounds so that load from other jobs hits them alike; the table shows
 the best and the median timed iteration (wall clock) and the median CPU time of the row's process per
-iteration. The loader rows time ``ShardBatches.batch`` (the work of one loader worker) on a synthetic 15-view,
-64 px shard dataset (gzip-1, like rendered data) at the same batch sizes.
+iteration. The loader rows time ``ShardBatches.batch`` (the work of one loader worker) on a rendered 15-view,
+64 px Shepard-Matzler dataset (gzip-1, as `gqn render` writes it) at the same batch sizes.
 
 Usage: .venv/bin/python bench/train.py [--gpu ID] [--rounds N] [--chainer-conv]   writes bench/results/train.json
        (about 5 minutes on 2 CPU cores, most of it the per-gate cores at batch 8)
@@ -42,15 +42,15 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 sys.path.insert(0, str(ROOT))
 
+from gqn.data import Batch, ShardBatches  # noqa: E402
 from gqn.model import conv  # noqa: E402
 from gqn.model.config import ModelConfig, TrainConfig  # noqa: E402
 from gqn.model.cores import KERNEL, ConvLSTM  # noqa: E402
-from gqn.model.device import get_device  # noqa: E402
 from gqn.model.gqn import build_model  # noqa: E402
-from gqn.model.loader import Batch, ShardBatches  # noqa: E402
-from gqn.model.train import make_optimizer, train_step  # noqa: E402
+from gqn.runs.device import get_device  # noqa: E402
+from gqn.runs.run import make_optimizer  # noqa: E402
+from gqn.runs.train import train_step  # noqa: E402
 from gqn.shards import Dataset  # noqa: E402
-from tests.model_data import write_dataset  # noqa: E402
 
 SIZE, VIEWS = 64, 15
 REFERENCE = {"implementation": "chainer-gqn (public), h=128, L=12, 64 px, CPU, batch 1, same machine",
@@ -221,7 +221,10 @@ def main():
     training = [summarise(row, row_runs) for row, row_runs in zip(rows, runs)]
     by_row = {(r["device"], r["cores"], r["batch"]): r for r in training}
     with tempfile.TemporaryDirectory() as tmp:
-        data = write_dataset(Path(tmp) / "data", scenes=100, views=VIEWS, size=SIZE, per_shard=50)
+        data = Path(tmp) / "data"
+        subprocess.run([sys.executable, "-m", "gqn", "render", "shepard-matzler", "--scenes", "100", "--views",
+                        str(VIEWS), "--size", str(SIZE), "--scenes-per-shard", "50", "--out", str(data),
+                        "--no-progress"], check=True, stderr=subprocess.DEVNULL)
         loader = [{"batch": b, "batches_per_s": measure_loader(data, b, args.context)} for b in args.batch]
     for r in loader:
         r["ratio_to_training"] = r["batches_per_s"] * by_row["cpu", "fused", r["batch"]]["median_s"]

@@ -4,7 +4,8 @@ import sys
 
 import numpy as np
 
-from gqn.model.train import RunOptions, open_run, train_step
+from gqn.runs.run import RunOptions, open_run
+from gqn.runs.train import train_step
 from tests.model_data import TINY
 
 
@@ -14,11 +15,13 @@ def checksum(model) -> float:
 
 def main(data, out):
     hyper = {**TINY, "batch_size": 4, "seed": 0, "context_min": 1, "context_max": None}
-    run = open_run(data, out, hyper, set(), RunOptions(iterations=3, communicator="naive"), False, None)
+    options = RunOptions(iterations=3, workers=0, communicator="naive")
+    run = open_run(data, out, hyper, set(), options, False, None)
     comm = run.comm.mpi_comm
     initial = checksum(run.model)
+    batches = run.source.batches(0, 3)
     for iteration in range(3):
-        batch = run.source.batch(iteration)
+        batch = next(batches)
         train_step(run.model, run.optimizer, batch, run.config, iteration, run.device, run.comm)
         sums = comm.allgather(checksum(run.model))
         queries = comm.allgather(batch.query_image.tobytes())

@@ -7,14 +7,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from gqn.model.baselines import mean_image, nearest_context
-from gqn.model.evaluate import run_evaluation
-from gqn.model.figures import GAP, GAP_COLOUR, HEADING
 from gqn.model.images import to_model
-from gqn.model.orbit import look_target, orbit_cameras
+from gqn.pictures import GAP, GAP_COLOUR, HEADING
 from gqn.renderer.camera import look_at
-from gqn.model.train import RunOptions, run_training
 from gqn.renderer.stream import SceneStream, dataset_render_config
+from gqn.runs.baselines import mean_image, nearest_context
+from gqn.runs.evaluate import run_evaluation
+from gqn.runs.orbit import look_target, orbit_cameras
+from gqn.runs.run import RunOptions
+from gqn.runs.train import run_training
 from gqn.shards import Dataset, viewpoints_from_cameras
 from tests.helpers import gqn
 from tests.model_data import TINY, scene_cameras, write_dataset
@@ -145,7 +146,7 @@ def test_orbit_looks_at_the_origin_from_the_scenes_height_and_distance():
 def test_the_model_side_never_loads_opengl():
     """Training and evaluation (true orbits included) reach the renderer only through its stream interface,
     whose worker processes own the GL contexts."""
-    code = ("import sys, gqn.model.train, gqn.model.evaluate; "
+    code = ("import sys, gqn.runs.train, gqn.runs.evaluate; "
             "loaded = {'pyrender', 'OpenGL', 'trimesh'} & set(sys.modules); assert not loaded, loaded")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr

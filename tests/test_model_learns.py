@@ -5,13 +5,14 @@ model uses."""
 import numpy as np
 import pytest
 
+from gqn.data import Batch, ShardBatches
 from gqn.model.config import ModelConfig, TrainConfig
-from gqn.model.device import get_device
 from gqn.model.gqn import build_model
 from gqn.model.images import model_inputs, to_model
-from gqn.model.loader import Batch, ShardBatches
 from gqn.model.objective import Objective
-from gqn.model.train import make_optimizer, train_step
+from gqn.runs.device import get_device
+from gqn.runs.run import make_optimizer
+from gqn.runs.train import train_step
 from gqn.shards import Dataset
 from tests.model_data import write_dataset
 

@@ -2,8 +2,9 @@
 import numpy as np
 import pytest
 
+from gqn.data import ShardBatches
 from gqn.errors import GqnError
-from gqn.model.loader import ShardBatches, prefetch
+from gqn.runs.loader import prefetch
 from gqn.shards import Dataset
 from tests.model_data import write_dataset
 

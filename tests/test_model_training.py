@@ -9,14 +9,15 @@ import numpy as np
 import pytest
 
 from gqn.cli import Duration, main
+from gqn.data import ShardBatches
 from gqn.errors import GqnError
 from gqn.model.config import ModelConfig, TrainConfig
-from gqn.model.device import get_device
 from gqn.model.gqn import build_model
-from gqn.model.loader import ShardBatches
 from gqn.model.loss import reported_nll
 from gqn.model.objective import Objective
-from gqn.model.train import RunOptions, make_optimizer, run_training, train_step
+from gqn.runs.device import get_device
+from gqn.runs.run import RunOptions, make_optimizer
+from gqn.runs.train import run_training, train_step
 from gqn.shards import Dataset
 from tests.helpers import gqn, signal_when
 from tests.model_data import TINY, write_dataset

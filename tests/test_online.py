@@ -3,8 +3,8 @@ import json
 
 import numpy as np
 
-from gqn.model.online import RenderedBatches
 from gqn.renderer.stream import RenderConfig
+from gqn.runs.online import RenderedBatches
 from gqn.shards import Dataset
 from tests.helpers import assert_one_line_error, gqn
 

@@ -1,5 +1,6 @@
-"""The Generative Query Network in Chainer: networks (representation, cores, gqn), the ELBO (loss), data
-(loader, images), training (train, snapshot) and evaluation (evaluate, figures, orbit).
+"""The Generative Query Network in Chainer, the network alone: representation networks (representation),
+the recurrent cores (cores), the model (gqn), its convolution (conv), the ELBO and its terms (loss), the
+training objectives built on it (objective), configurations (config) and the image convention (images).
 
-Importing this package imports nothing heavy; ``loader`` runs without Chainer in data worker processes.
+Training, evaluation and everything else about runs is ``gqn.runs``; nothing here imports it.
 """

@@ -14,7 +14,7 @@ from chainer import serializers
 
 from gqn import __version__
 from gqn.errors import GqnError
-from gqn.shards import write_error
+from gqn.files import StagedFile
 
 FORMAT = "gqn-run"
 FORMAT_VERSION = 1
@@ -30,19 +30,18 @@ def save(path, model, optimizer, meta: dict) -> None:
     meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "generator": f"gqn-toolkit {__version__}",
             **meta}
     arrays["meta"] = np.array(json.dumps(meta))
-    tmp = path.with_name(f".{path.name}.tmp")
+    staged = StagedFile(path, "snapshot")
     try:
-        with open(tmp, "wb") as f:
+        with open(staged.tmp, "wb") as f:
             sink = _Sink(f)
             np.savez(sink, **arrays)
             sink.flush()
             if sink.error is not None:
                 raise sink.error
             os.fsync(f.fileno())
-        os.replace(tmp, path)
     except OSError as e:  # a full disk: the previous snapshot.npz is kept
-        tmp.unlink(missing_ok=True)
-        raise write_error("snapshot", tmp, e) from None
+        raise staged.failed(e) from None
+    staged.commit()
 
 
 class _Sink:

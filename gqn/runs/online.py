@@ -13,17 +13,19 @@ that was incomplete when it stopped, so the saved dataset has no gap.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 
+from gqn.data import Batch, batch_rng, check_context, choose_views, split_views
 from gqn.errors import GqnError
-from gqn.model.loader import Batch, batch_rng, check_context, choose_views, split_views
+from gqn.ownership import release_output
 from gqn.renderer.stream import RenderConfig, SceneStream, build_family, split
-from gqn.shards import (DEFAULT_COMPRESSION, ShardSequence, list_shards, prepare_output, read_attrs,
-                        shard_index, viewpoints_from_cameras)
+from gqn.shards import (DEFAULT_COMPRESSION, ShardSequence, claim_output, list_shards, read_attrs, shard_index,
+                        viewpoints_from_cameras)
 
 
 @dataclass(frozen=True)
@@ -34,7 +36,8 @@ class SaveOptions:
 
 
 class RenderedBatches:
-    """Batches of never-seen scenes rendered on the fly (see the module docstring)."""
+    """Batches of never-seen scenes rendered on the fly (see the module docstring): a BatchSource
+    (``gqn.runs.sources``)."""
 
     def __init__(self, config: RenderConfig, batch_size: int, context: tuple[int, int], seed: int,
                  workers: int | None = None, rank: int = 0, ranks: int = 1, save: SaveOptions | None = None):
@@ -52,13 +55,16 @@ class RenderedBatches:
         self.save = save
         self.height = self.width = config.size
         self.views = config.views
-        self.directory = f"--render {config.family}"
+
+    def describe(self) -> str:
+        return f"--render {self.config.family}"
 
     def first_scene(self, index: int) -> int:
         return (index * self.ranks + self.rank) * self.batch_size
 
-    def batches(self, start: int, stop: int) -> Iterator[Batch]:
-        """Batches ``start .. stop-1`` in order."""
+    def batches(self, start: int, stop: int | None = None) -> Iterator[Batch]:
+        """Batches ``start``, ``start + 1``, ... (up to ``stop``, or until closed) in order. The saved
+        dataset keeps its last, partial shard only when batch ``stop - 1`` was reached."""
         train_from = self.first_scene(start)
         save_from = self._prepare_save(train_from) if self.save else train_from
         ranges = self._ranges(min(save_from, train_from), start, stop)
@@ -80,13 +86,16 @@ class RenderedBatches:
                         yield batch
         finally:  # closed by the trainer after its last batch, or on an error
             if saver:
-                saver.close(keep_partial=index == stop)
+                try:
+                    saver.close(keep_partial=index == stop)
+                finally:
+                    release_output(self.save.directory)
 
-    def _ranges(self, first: int, start: int, stop: int):
+    def _ranges(self, first: int, start: int, stop: int | None):
         """Scene ranges to render: those only to be saved (a resumed run's backfill), then every batch's."""
         step = self.config.chunk_scenes
         yield from split(first, self.first_scene(start), step)
-        for index in range(start, stop):
+        for index in itertools.count(start) if stop is None else range(start, stop):
             yield from split(self.first_scene(index), self.first_scene(index) + self.batch_size, step)
 
     def _batch(self, index: int, images: np.ndarray, cameras: np.ndarray) -> Batch:
@@ -109,7 +118,7 @@ class RenderedBatches:
     def _prepare_save(self, train_from: int) -> int:
         """Make the save directory ready; returns the first scene it still needs."""
         directory = Path(self.save.directory)
-        done = prepare_output(directory, self.config.stored_family, self._params(),
+        done = claim_output(directory, self.config.stored_family, self._params(),
                               option="--save-rendered")
         for path in list_shards(directory):  # a previous run's last, partial shard is redone
             if read_attrs(path)["_shapes"]["images"][0] < self.save.scenes_per_shard:

@@ -1,4 +1,4 @@
-"""`gqn evaluate`: metrics on held-out scenes, a PNG grid of predictions and orbit GIFs.
+"""`gqn evaluate`: metrics on held-out scenes (``measure``), a PNG grid of predictions and orbit GIFs.
 
 Outputs in the evaluation directory:
 
@@ -25,57 +25,24 @@ from pathlib import Path
 import chainer
 import numpy as np
 
+from gqn.data import NOISE_STREAM, ShardBatches, batch_rng
 from gqn.errors import GqnError
-from gqn.model import snapshot
-from gqn.model.baselines import baseline_errors, mean_image
 from gqn.model.config import ModelConfig, TrainConfig, from_dict
-from gqn.model.device import get_device
-from gqn.model.figures import panel_grid, panel_scale, plot_curves, save_gif
 from gqn.model.gqn import build_model
 from gqn.model.images import model_inputs, to_uint8
-from gqn.model.loader import NOISE_STREAM, ShardBatches, batch_rng
-from gqn.model.loss import bits_per_pixel, calibrated_sigma, reported_nll
-from gqn.model.orbit import orbit_cameras
-from gqn.model.train import CURVES, LOG, SNAPSHOT, check_image_size
+from gqn.pictures import panel_grid, panel_scale, save_gif
 from gqn.renderer.stream import SceneStream, dataset_render_config
+from gqn.runs import snapshot
+from gqn.runs.baselines import mean_image
+from gqn.runs.device import get_device
+from gqn.runs.figures import plot_curves
+from gqn.runs.measure import measure
+from gqn.runs.orbit import orbit_cameras
+from gqn.runs.run import CURVES, LOG, SNAPSHOT, check_image_size
 from gqn.shards import Dataset, viewpoints_from_cameras
 
 METRICS = "metrics.json"
 GRID = "predictions.png"
-
-
-def measure(model, source: ShardBatches, device, mean_image=None) -> dict:
-    """Mean metrics per scene over every batch of a sequential ``source``, and the baselines' errors on the
-    same query views (the mean-image one when ``mean_image`` is given; ``gqn.model.baselines``)."""
-    totals, scenes = {}, 0
-    with chainer.using_config("train", False), chainer.no_backprop_mode():
-        for index in range(source.num_batches):
-            batch = source.batch(index)
-            context, context_viewpoints, query, viewpoint = model_inputs(batch, device)
-            noise = device.send(model.noise(batch_rng(source.seed, index, NOISE_STREAM), len(query)))
-            r = model.represent(context, context_viewpoints)
-            _, kl, mean = model.elbo(r, viewpoint, query, noise)
-            prediction = model.predict(r, viewpoint)
-            values = chainer.backend.CpuDevice().send(device.xp.stack(
-                [kl.array, _mse(query, mean.array), _mse(query, prediction.array)]))
-            errors = {"kl": values[0], "mse": values[1], "prediction_mse": values[2],
-                      **baseline_errors(batch, mean_image)}
-            for name, value in errors.items():
-                totals[name] = totals.get(name, 0.0) + float(np.sum(value, dtype=np.float64))
-            scenes += len(query)
-    m = {name: total / scenes for name, total in totals.items()}
-    sub_pixels = 3 * source.height * source.width
-    nll = reported_nll(m["mse"], sub_pixels)
-    metrics = {"neg_elbo": nll + m["kl"], "nll": nll, "kl": m["kl"],
-               "bits_per_pixel": bits_per_pixel(nll + m["kl"], sub_pixels), "sigma": calibrated_sigma(m["mse"]),
-               **{name: m[name] for name in m if name != "kl"}, "scenes": scenes}
-    if "mean_image_mse" in metrics:
-        metrics["prediction_ratio"] = metrics["prediction_mse"] / metrics["mean_image_mse"]
-    return metrics
-
-
-def _mse(x, y):
-    return ((x - y) ** 2).mean(axis=(1, 2, 3))
 
 
 def run_evaluation(run, data, out=None, scenes: int = 256, batch_size: int = 16, context=None,
@@ -87,7 +54,7 @@ def run_evaluation(run, data, out=None, scenes: int = 256, batch_size: int = 16,
     meta = snapshot.load_meta(run / SNAPSHOT)
     model_config, config = from_dict(ModelConfig, meta["model"]), from_dict(TrainConfig, meta["train"])
     dataset = Dataset(data)
-    check_image_size(dataset, model_config, f"the run {run}")
+    check_image_size(dataset, dataset.directory, model_config, f"the run {run}")
     context = context or (config.context_min, min(config.context_max, dataset.views - 1))
     device = get_device(gpu)
     model = build_model(model_config, config.seed)
