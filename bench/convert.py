@@ -1,7 +1,7 @@
 """Benchmark `gqn convert tfrecord` against merely decoding the same JPEG frames.
 
-Generates synthetic DeepMind-format files (Shepard-Matzler-like frames: coloured blocks on black, 64 px,
-15 views, about 1.5 KB per JPEG), then times, each the best of --repeats runs:
+Makes DeepMind-format files of rendered Shepard-Matzler scenes (64 px, 15 views; `gqn render` and
+`gqn export tfrecord`, JPEG quality 95), then times, each the best of --repeats runs:
 
 * decoding every frame in one process with simplejpeg (libjpeg-turbo) and with Pillow,
 * the whole conversion with 1 and 2 worker processes: ``--images raw`` (read, CRC, parse, decode, HDF5
@@ -21,6 +21,7 @@ import os
 import platform
 import resource
 import shutil
+import subprocess
 import statistics
 import sys
 import tempfile
@@ -38,10 +39,20 @@ from gqn import __version__  # noqa: E402
 from gqn.converters.convert import convert_tfrecord  # noqa: E402
 from gqn.converters.example import parse_scene  # noqa: E402
 from gqn.converters.tfrecord import RecordReader  # noqa: E402
-from gqn.shards import DEFAULT_COMPRESSION, disk_size  # noqa: E402
-from tests.tfrecord_data import write_files  # noqa: E402
+from gqn.encodings import DEFAULT_COMPRESSION  # noqa: E402
+from gqn.shards import disk_size  # noqa: E402
 
-SM5_RECORDS = 1000 * 2000  # 900 + 100 files; ~2000 scenes per file is our assumption (see README)
+SM5_RECORDS = 1000 * 2000  # 900 + 100 files; ~2000 scenes per file is our assumption (docs/converting.md)
+
+
+def make_records(work: Path, out: Path, records: int, per_file: int) -> None:
+    """DeepMind-format records of rendered Shepard-Matzler scenes (64 px, 15 views), made with the toolkit
+    itself: `gqn render` then `gqn export tfrecord` (JPEG quality 95, 4:4:4)."""
+    rendered = work / "rendered"
+    for args in (["render", "shepard-matzler", "--scenes", records, "--out", rendered],
+                 ["export", "tfrecord", rendered, out, "--records-per-file", per_file]):
+        subprocess.run([sys.executable, "-m", "gqn", *map(str, args), "--no-progress"], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def cpu_seconds(who) -> float:
@@ -77,8 +88,8 @@ def main():
     work = Path(tempfile.mkdtemp(prefix="gqn-bench-convert-"))
     try:
         src = work / "shepard_metzler_5_parts"
-        write_files(src / "train", [args.records // args.files] * args.files, seed=0)
-        paths = sorted((src / "train").iterdir())
+        make_records(work, src / "train", args.records // args.files * args.files, args.records // args.files)
+        paths = sorted((src / "train").glob("*.tfrecord"))
         records = args.records // args.files * args.files
         megabytes = sum(p.stat().st_size for p in paths) / 1e6
         frames = [f for p in paths for _, data in RecordReader(p) for f in parse_scene(data)[0]]

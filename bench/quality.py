@@ -30,6 +30,7 @@ MODEL = ["--steps", "4", "--hidden", "32", "--canvas", "32", "--r-channels", "64
 OPTIMISER = ["--batch-size", "16", "--lr-start", "1e-3", "--lr-end", "1e-3"]
 OBJECTIVES = {   # objective -> its own options (the paper schedule and its sigmas are the CLI defaults)
     "paper": ["--objective", "paper"],
+    "paper-context5": ["--objective", "paper", "--context", "1-5"],   # trained on at most the 5 views it is tested on
     "fixed-sigma": ["--objective", "fixed-sigma", "--sigma", "0.25", "--kl-warmup", "1000"],
     "calibrated": ["--objective", "calibrated"],
     "geco": ["--objective", "geco"],
