@@ -1,13 +1,27 @@
-"""The `gqn` command line: parse and validate arguments, then call the library (no work happens here)."""
+"""The `gqn` command line: parse and validate arguments, then call the library (no work happens here).
+
+Only this module talks to the terminal. The library hands back what a command did as return values
+(summaries: ``RenderSummary``, ``SplitSummary``, ``ExportSummary``, metrics), which are printed here, and
+reports what happens along the way through the standard ``logging`` module, each module on its logger
+``logging.getLogger(__name__)`` under ``gqn``: INFO for a note during a run (`gqn train`'s held-out test
+lines), WARNING for a warning (a record skipped by --skip-corrupt, a file system without locks, orbit GIFs
+without the true scene). ``cli`` sends them to the terminal (``_report_to_terminal``): notes to stdout as
+they are, warnings to stderr as ``warning: MESSAGE``, both through ``tqdm.write`` so that they never tear a
+progress bar. Progress bars are the library's own tqdm bars, shown unless the caller passes ``progress=False``
+(--no-progress). Library code used without this CLI prints nothing but Python's default for unhandled
+warnings (the bare message on stderr).
+
+Start-up is kept light (`import gqn.cli`: ~30 ms, half of it click; tests/test_cli_startup.py): the family
+registry (numpy and every family module), the image encodings (numpy, libdeflate, simplejpeg) and everything
+a command runs are imported when a command or a help page needs them (``_FamilyCommands``, ``_LazyChoice``).
+"""
 from __future__ import annotations
 
 import errno
 import functools
-import json
 import os
 import re
 import sys
-import tempfile
 from pathlib import Path
 
 import click
@@ -16,7 +30,6 @@ from gqn import __version__
 from gqn.errors import GqnError
 from gqn.interrupt import Interrupted, exit_status, stop_on_sigterm
 from gqn.paramtypes import MinMax, Part
-from gqn.renderer.families import families
 
 _SUFFIXES = {"": 1, "k": 1_000, "m": 1_000_000, "g": 1_000_000_000}
 
@@ -100,6 +113,8 @@ def _nearest_existing(path: Path) -> Path:
 def _probe_write(directory: Path) -> str | None:
     """None if a file can be created in ``directory`` (tried with an unnamed temporary file, which leaves
     nothing behind: permission bits alone do not tell, e.g. for root or a read-only mount), else why not."""
+    import tempfile
+
     try:
         with tempfile.TemporaryFile(dir=directory):
             return None
@@ -153,7 +168,7 @@ def check_output_file(path, option: str) -> None:
 
 def render_options(default_views: int):
     """Options shared by every `gqn render FAMILY` command."""
-    from gqn.shards import COMPRESSIONS, DEFAULT_COMPRESSION
+    from gqn.encodings import COMPRESSIONS, DEFAULT_COMPRESSION
 
     def decorate(f):
         options = [
@@ -186,13 +201,97 @@ def render_options(default_views: int):
     return decorate
 
 
+class _LazyChoice(click.Choice):
+    """A click.Choice whose choices come from ``load()`` the first time they are needed (a value to check, a
+    help page), not when the CLI loads."""
+
+    def __init__(self, load, case_sensitive: bool = True):
+        self._load = load
+        self._choices = None
+        self.case_sensitive = case_sensitive
+
+    @property
+    def choices(self) -> tuple:
+        if self._choices is None:
+            self._choices = tuple(self._load())
+        return self._choices
+
+
+def _family_names() -> list[str]:
+    from gqn.renderer.families import families
+
+    return sorted(families())
+
+
+def _encodings(name: str):
+    """A constant of ``gqn.encodings`` (imported when first needed: it loads numpy and the codecs)."""
+    import gqn.encodings
+
+    return getattr(gqn.encodings, name)
+
+
+_terminal = None  # the logging handler of ``_report_to_terminal``, once made
+
+
+def _report_to_terminal() -> None:
+    """Print the library's log records (see the module docstring) from now on; once per process."""
+    global _terminal
+    if _terminal is not None:
+        return
+    import logging
+
+    class Terminal(logging.Handler):
+        def emit(self, record):
+            from tqdm import tqdm
+
+            try:
+                message = record.getMessage()
+                if record.levelno >= logging.WARNING:
+                    tqdm.write(f"warning: {message}", file=sys.stderr)
+                else:
+                    tqdm.write(message, file=sys.stdout)  # looked up now: the streams may be replaced
+            except Exception:
+                self.handleError(record)
+
+    _terminal = Terminal()
+    logger = logging.getLogger("gqn")
+    logger.addHandler(_terminal)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False  # printed here, not again by a handler of the root logger
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="gqn-toolkit")
 def cli():
     """gqn-toolkit: multi-view scene datasets and a Generative Query Network that trains on them."""
+    _report_to_terminal()
 
 
-@cli.group()
+class _FamilyCommands(click.Group):
+    """`gqn render`: one command per registered scene family (``gqn.renderer.families``), made the first time
+    the group's ``commands`` are looked at rather than when the CLI loads: reading the registry imports numpy
+    and every family module, which `gqn --help` and the other commands do without."""
+
+    def __init__(self, *args, **kwargs):
+        self._made = False
+        super().__init__(*args, **kwargs)
+
+    @property
+    def commands(self) -> dict:
+        if not self._made:
+            self._made = True
+            from gqn.renderer.families import families
+
+            for family in families().values():
+                _render_command(self, family)
+        return self._commands
+
+    @commands.setter
+    def commands(self, value: dict) -> None:
+        self._commands = value
+
+
+@cli.group(cls=_FamilyCommands)
 def render():
     """Render a multi-view scene dataset into HDF5 shards."""
 
@@ -201,7 +300,9 @@ def _run_render(family: str, family_params: dict, **opts):
     from gqn.renderer.job import render_dataset
 
     check_output_dir(opts["out"], "--out")
-    render_dataset(family, family_params, **opts)
+    summary = render_dataset(family, family_params, **opts)
+    if summary.reports:
+        click.echo(str(summary), err=True)
 
 
 # ---- one `gqn render FAMILY` command per registered scene family (gqn.renderer.families) ----
@@ -217,8 +318,9 @@ def _family_option(param):
                         help=param.help)
 
 
-def _render_command(family):
-    """`gqn render NAME` for a family class: its declared parameters, then the options of every family."""
+def _render_command(group: click.Group, family):
+    """`gqn render NAME` for a family class, added to ``group``: its declared parameters, then the options of
+    every family."""
     spec = family.spec
 
     def command(**opts):
@@ -227,22 +329,17 @@ def _render_command(family):
     command = render_options(default_views=spec.views)(command)
     for param in reversed(spec.params):
         command = _family_option(param)(command)
-    command = render.command(spec.name, help=spec.help)(command)
+    command = group.command(spec.name, help=spec.help)(command)
     names = [p.name for p in command.params]
     if len(set(names)) != len(names):
         raise ValueError(f"gqn render {spec.name}: a family parameter has the name of a common option: {names}")
     return command
 
 
-for _family in families().values():
-    _render_command(_family)
-
-
 # ---- DeepMind datasets: convert / export (gqn.converters) ----
 
-from gqn.converters.datasets import DATASETS  # noqa: E402  (imports kept in this section: clean merges)
-from gqn.converters.convert import CONVERT_COMPRESSION, CONVERT_IMAGES  # noqa: E402
-from gqn.shards import COMPRESSIONS  # noqa: E402
+# imports kept in this section: clean merges
+from gqn.converters.datasets import CONVERT_COMPRESSION, CONVERT_IMAGES, DATASETS  # noqa: E402
 
 
 @cli.group()
@@ -258,11 +355,12 @@ def convert():
 @click.option("--workers", type=click.IntRange(1), default=None,
               help="Record-parsing (with --images raw: JPEG-decoding) processes [default: all cores].")
 @click.option("--scenes-per-shard", type=click.IntRange(1), default=2000, show_default=True)
-@click.option("--images", type=click.Choice(["jpeg", "raw"]), default=CONVERT_IMAGES, show_default=True,
+@click.option("--images", type=_LazyChoice(lambda: _encodings("IMAGE_ENCODINGS")), default=CONVERT_IMAGES,
+              show_default=True,
               help="jpeg: keep each frame's JPEG file as it came (lossless, ~8x smaller than raw, no decoding; "
                    "shard format version 2, decoded by gqn's readers). raw: decoded uint8 pixels (format "
                    "version 1, readable by chainer-gqn).")
-@click.option("--compression", type=click.Choice(COMPRESSIONS), default=CONVERT_COMPRESSION,
+@click.option("--compression", type=_LazyChoice(lambda: _encodings("COMPRESSIONS")), default=CONVERT_COMPRESSION,
               show_default=True, help="HDF5 compression of --images raw (gzip-1: ~3.7x smaller, ~2.7x slower); "
                                       "refused with --images jpeg.")
 @click.option("--skip-corrupt", is_flag=True,
@@ -344,6 +442,8 @@ class KeyValue(click.ParamType):
     name = "KEY=VALUE"
 
     def convert(self, value, param, ctx):
+        import json
+
         if isinstance(value, tuple):
             return value
         key, sep, text = str(value).partition("=")
@@ -359,23 +459,22 @@ def _render_source(family, size, views, seed, params, workers, save, anti_aliasi
     """The RenderSource of `gqn train --render`, or None."""
     if family is None:
         return None
-    from gqn.runs.online import SaveOptions
+    from gqn.renderer.families import family_spec
+    from gqn.renderer.stream import ShardOutput, render_config
     from gqn.runs.sources import RenderSource
-    from gqn.renderer.job import check_render_size
-    from gqn.renderer.stream import RenderConfig
 
-    spec = families()[family].spec
+    spec = family_spec(family)
     params = spec.parse(dict(params), "--render-param")  # checked and stored as `gqn render FAMILY` does
-    config = RenderConfig(family, params, views or spec.views, size, seed, anti_aliasing)
-    check_render_size(config, "--render-size", "--render-views")
-    return RenderSource(config, workers, SaveOptions(save) if save else None)
+    config = render_config(family, params, views or spec.views, size, seed, anti_aliasing,
+                           size_option="--render-size", views_option="--render-views")
+    return RenderSource(config, workers, ShardOutput(save, option="--save-rendered") if save else None)
 
 
 @cli.command()
 @click.argument("data", type=click.Path(file_okay=False), required=False)
 @click.option("--out", required=True, type=click.Path(file_okay=False),
               help="Run directory: snapshot.npz, config.json, log.jsonl.")
-@click.option("--render", "render_family", type=click.Choice(sorted(families())), default=None,
+@click.option("--render", "render_family", type=_LazyChoice(_family_names), default=None,
               help="Train on freshly rendered scenes of this family instead of shards in DATA.")
 @click.option("--render-size", type=int, default=64, show_default=True, callback=_check_size,
               help="Image size of rendered scenes.")

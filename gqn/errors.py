@@ -3,3 +3,7 @@
 
 class GqnError(Exception):
     """An error caused by the user's input or environment (bad data, missing library, refused resume)."""
+
+
+class ShardError(GqnError):
+    """A shard or dataset directory that cannot be read or written as the gqn shard format."""

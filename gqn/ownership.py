@@ -17,9 +17,9 @@ from __future__ import annotations
 import errno
 import fcntl
 import json
+import logging
 import math
 import os
-import sys
 import threading
 from contextlib import contextmanager
 from pathlib import Path
@@ -32,6 +32,8 @@ from gqn.files import os_reason, write_error
 class OwnershipError(GqnError):
     """An output directory, or a part of it, that another running job writes."""
 
+
+logger = logging.getLogger(__name__)
 
 LOCK_NAME = ".gqn-lock"
 _STARTUP, _ALIVE, _ITEMS = 0, 1, 1024
@@ -64,8 +66,8 @@ class _OutputLock:
                 return False
             if e.errno in _NO_LOCKS:
                 self.supported = False
-                print(f"warning: {self.directory}: the file system does not support file locks; jobs writing "
-                      "into this directory at the same time are not detected", file=sys.stderr)
+                logger.warning(f"{self.directory}: the file system does not support file locks; jobs writing "
+                               "into this directory at the same time are not detected")
                 return True
             raise OwnershipError(f"{self.path}: cannot lock the output directory ({os_reason(e)})") from None
         return True

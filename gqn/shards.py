@@ -29,29 +29,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
-import deflate as deflate_lib
 import h5py
 import numpy as np
-import simplejpeg
 
 from gqn import __version__
-from gqn.errors import GqnError
+from gqn.encodings import (DEFAULT_COMPRESSION, IMAGE_ENCODINGS, compression_filter, decode_jpeg, encode_images,
+                           jpeg_header_size)
+from gqn.errors import GqnError, ShardError
 from gqn.files import StagedFile, first_line, staging_path
 from gqn.ownership import hold_item, starting_job
 
 FORMAT = "gqn-shard"
 FORMAT_VERSION = 1  # raw images; JPEG_FORMAT_VERSION with jpeg images
 JPEG_FORMAT_VERSION = 2
-IMAGE_ENCODINGS = ("raw", "jpeg")
 JPEG_CHUNK = 1 << 16  # bytes per HDF5 chunk of a jpeg shard's ``images`` (a 64 px scene of 15 views: ~21 KB)
 SHARD_RE = re.compile(r"^(\d{6})\.h5$")
 TMP_RE = re.compile(r"^\.(\d{6})\.h5\.tmp$")
-COMPRESSIONS = ("none", "lzf") + tuple(f"gzip-{level}" for level in range(1, 10))
-DEFAULT_COMPRESSION = "gzip-1"  # bench/render.py: ~24x smaller than none at the same speed
-
-
-class ShardError(GqnError):
-    """A shard or dataset directory that cannot be read or written as the gqn shard format."""
 
 
 def shard_name(index: int) -> str:
@@ -69,48 +62,6 @@ def viewpoints_from_cameras(cameras: np.ndarray) -> np.ndarray:
     return np.concatenate(
         [cameras[..., :3], np.stack([np.cos(yaw), np.sin(yaw), np.cos(pitch), np.sin(pitch)], -1)], -1
     ).astype(np.float32)
-
-
-def _filter_args(compression: str) -> dict:
-    if compression == "none":
-        return {}
-    if compression == "lzf":
-        return {"compression": "lzf"}
-    if compression.startswith("gzip-") and compression in COMPRESSIONS:
-        return {"compression": "gzip", "compression_opts": int(compression[5:])}
-    raise ShardError(f"unknown compression {compression!r}; choose from {', '.join(COMPRESSIONS)}")
-
-
-def deflate(data, level: int) -> bytes:
-    """A zlib stream, as HDF5's gzip filter stores it, made by libdeflate: 1.2-1.8x zlib's speed at the same
-    level and a pure function of the input and level. (ISA-L, 7x faster at level 1, was used before; its
-    output varied by a byte now and then between identical runs on a loaded machine, issue F3.)"""
-    return deflate_lib.zlib_compress(data, level)
-
-
-def encode_images(images: np.ndarray, compression: str) -> list | None:
-    """Each scene of ``images`` (n, V, H, W, 3) as its stored HDF5 chunk (bytes-like), for
-    ``ShardWriter.write(encoded=...)``: lets worker processes compress in parallel instead of the writing
-    process. None for lzf, which only HDF5 can encode (the writer then compresses)."""
-    _filter_args(compression)
-    if compression == "lzf":
-        return None
-    scenes = np.ascontiguousarray(images, np.uint8)
-    if compression == "none":
-        return list(scenes)
-    level = int(compression[5:])
-    return [deflate(scene, level) for scene in scenes]
-
-
-def decode_jpeg(data, out: np.ndarray) -> tuple[int, int]:
-    """Decode one JPEG frame into ``out`` (H, W, 3) uint8; returns the frame's (height, width).
-
-    The toolkit's one JPEG decoder (libjpeg-turbo through simplejpeg, RGB, accurate DCT and upsampling): used
-    by ``gqn convert``'s workers and by the readers of jpeg shards, so a raw and a jpeg conversion of the same
-    records hold the same pixels. Raises ValueError for data that is not a decodable JPEG or is larger than
-    ``out``; a smaller frame is decoded into the top of ``out`` and its size returned (the caller checks).
-    """
-    return simplejpeg.decode_jpeg(data, colorspace="RGB", buffer=out).shape[:2]
 
 
 def params_json(params: Mapping) -> str:
@@ -149,7 +100,7 @@ class ShardWriter:
         self.written = 0
         self.compression = compression
         self.open_ended = open_ended
-        filters = _filter_args(compression)
+        filters = compression_filter(compression)
         self._release = hold_item(self.directory, index, f"{self.directory}: shard {shard_name(index)} is being "
                                   "written by another running job; run one job per output directory")  # until commit or abort: no other process writes it
         try:
@@ -584,7 +535,7 @@ class Dataset:
                 try:
                     size = decode_jpeg(frame, out[i, j])
                 except ValueError as e:
-                    size = _jpeg_header_size(frame)
+                    size = jpeg_header_size(frame)
                     if size is None or size == out.shape[2:4]:
                         raise self._corrupt(k, start + i, f"view {view} is not a decodable JPEG image "
                                                           f"({first_line(e)})") from None
@@ -610,14 +561,6 @@ class Dataset:
 
     def __exit__(self, *exc):
         self.close()
-
-
-def _jpeg_header_size(data) -> tuple[int, int] | None:
-    """(height, width) from a JPEG header; None if it has none."""
-    try:
-        return tuple(simplejpeg.decode_jpeg_header(data)[:2])
-    except ValueError:
-        return None
 
 
 def _readable(dataset: h5py.Dataset, index: int) -> bool:

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import mmap
 import os
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,14 +27,17 @@ import numpy as np
 import simplejpeg
 from tqdm import tqdm
 
-from gqn.converters.datasets import DATASETS, SPLITS, DatasetInfo, file_sort_key, infer_dataset
+from gqn.converters.datasets import (CONVERT_COMPRESSION, CONVERT_IMAGES, DATASETS, SPLITS, DatasetInfo,
+                                     file_sort_key, infer_dataset)
 from gqn.converters.example import ExampleError, parse_scene
 from gqn.converters.tfrecord import RecordError, RecordReader
+from gqn.encodings import IMAGE_ENCODINGS, decode_jpeg, encode_images
 from gqn.errors import GqnError
 from gqn.ownership import release_output
-from gqn.shards import (IMAGE_ENCODINGS, ShardWriter, claim_output, decode_jpeg, encode_images, read_attrs,
-                        shard_name)
+from gqn.shards import ShardWriter, claim_output, read_attrs, shard_name
 from gqn.workers import WorkerPool
+
+logger = logging.getLogger(__name__)  # a record skipped with --skip-corrupt (WARNING)
 
 SLOT_BYTES = 8 << 20  # decoded scenes per worker task: about this many bytes
 MAX_SLOT_RECORDS = 64
@@ -120,12 +123,6 @@ def resolve_dataset(srcs, dataset: str | None) -> DatasetInfo:
     return DATASETS[dataset]
 
 
-# Converted frames are decoded JPEGs, whose noise deflates only ~3.5x (rendered scenes: ~24x), and
-# compressing costs more CPU than decoding them: 0.45x the records/s of uncompressed output (bench/convert.py).
-CONVERT_COMPRESSION = "none"
-# Frames are kept as the JPEG files they came as: ~8x smaller than decoded pixels, lossless with respect to the
-# source, and converted without decoding; readers decode them (gqn.shards.Dataset).
-CONVERT_IMAGES = "jpeg"
 
 
 def convert_tfrecord(srcs, out, dataset: str | None = None, *, workers: int | None = None,
@@ -160,10 +157,6 @@ def convert_tfrecord(srcs, out, dataset: str | None = None, *, workers: int | No
                                     f"{info.name}/{split}")
         summaries.append(summary)
     return summaries
-
-
-def _warn(message: str) -> None:
-    tqdm.write(f"warning: {message}", file=sys.stderr)
 
 
 # ---- worker processes: parse Examples and decode frames into a shared slot ----
@@ -355,7 +348,7 @@ class _Conversion:
 
     def _skip(self, error: RecordError) -> None:
         self.summary.skipped += 1
-        _warn(f"skipped {error}" + "; rest of the file skipped" * error.fatal)
+        logger.warning(f"skipped {error}" + "; rest of the file skipped" * error.fatal)
 
     def _pipeline(self, pool: WorkerPool, slots, records) -> None:
         """Decode chunks of records on ``pool`` into ``slots`` (round robin: a slot is taken again only after

@@ -1,4 +1,5 @@
-"""DeepMind's published GQN datasets (https://github.com/deepmind/gqn-datasets): sizes and file naming."""
+"""DeepMind's published GQN datasets (https://github.com/deepmind/gqn-datasets): sizes and file naming, and
+how `gqn convert` stores them by default."""
 from __future__ import annotations
 
 import re
@@ -7,6 +8,14 @@ from pathlib import Path
 
 SPLITS = ("train", "test")
 _FILE_RE = re.compile(r"^(\d+)-of-(\d+)\.tfrecord")
+
+# the defaults of `gqn convert tfrecord` (here, where the CLI can read them without loading the converter)
+# Converted frames are decoded JPEGs, whose noise deflates only ~3.5x (rendered scenes: ~24x), and
+# compressing costs more CPU than decoding them: 0.45x the records/s of uncompressed output (bench/convert.py).
+CONVERT_COMPRESSION = "none"
+# Frames are kept as the JPEG files they came as: ~8x smaller than decoded pixels, lossless with respect to the
+# source, and converted without decoding; readers decode them (gqn.shards.Dataset).
+CONVERT_IMAGES = "jpeg"
 
 
 @dataclass(frozen=True)

@@ -10,5 +10,6 @@
 * ``mpi``: the ChainerMN communicator; ``device``: CPU or GPU
 * ``figures``: training curves; ``orbit``: camera orbits; ``baselines``: what a prediction has to beat
 
-Importing this package imports nothing heavy; ``loader`` runs without Chainer in data worker processes.
+Rendering (online training, evaluation's orbits) and the camera pose helpers come through one renderer module,
+its door ``gqn.renderer.stream`` (tests/test_layering.py). Importing this package imports nothing heavy; ``loader`` runs without Chainer in data worker processes.
 """

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from gqn.model.images import to_model
-from gqn.renderer.camera import directions
+from gqn.renderer.stream import directions
 from gqn.shards import Dataset
 
 MEAN_IMAGE_SCENES = 2048    # scenes averaged for the mean image: its error is far below the MSEs compared

@@ -19,7 +19,7 @@ Outputs in the evaluation directory:
 from __future__ import annotations
 
 import json
-import sys
+import logging
 from pathlib import Path
 
 import chainer
@@ -40,6 +40,8 @@ from gqn.runs.measure import measure
 from gqn.runs.orbit import orbit_cameras
 from gqn.runs.run import CURVES, LOG, SNAPSHOT, check_image_size
 from gqn.shards import Dataset, viewpoints_from_cameras
+
+logger = logging.getLogger(__name__)
 
 METRICS = "metrics.json"
 GRID = "predictions.png"
@@ -118,7 +120,7 @@ def write_figures(model, source: ShardBatches, out: Path, samples: int, gifs: in
 def true_orbits(dataset: Dataset, orbits: dict, frames: int) -> dict | None:
     """The true frames of rendered scenes along their orbits, {scene: (F, H, W, 3)}, rendered through the
     renderer's stream (its worker process owns the GL context); None for data the renderer did not make, or
-    when rendering is not possible here (a warning says why)."""
+    when rendering is not possible here (a warning, logged, says why)."""
     config = dataset_render_config(dataset.attrs, frames)
     if config is None or not orbits:
         return None
@@ -128,7 +130,7 @@ def true_orbits(dataset: Dataset, orbits: dict, frames: int) -> dict | None:
             images = stream.render_posed((first + scene, poses) for scene, poses in orbits.items())
             return dict(zip(orbits, images))
     except GqnError as e:
-        print(f"warning: orbit GIFs without the true scene ({e})", file=sys.stderr)
+        logger.warning(f"orbit GIFs without the true scene ({e})")
         return None
 
 

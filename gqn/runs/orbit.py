@@ -1,13 +1,14 @@
 """Camera orbits around a scene, for rendering it with the model from viewpoints no camera took.
 
 Pose convention (SPEC section 2): world y axis up; a camera at p looking at a target t looks along
-d = (t - p) / |t - p|, with yaw = atan2(d_x, d_z) and pitch = asin(d_y) (``gqn.renderer.camera``, numpy only).
+d = (t - p) / |t - p|, with yaw = atan2(d_x, d_z) and pitch = asin(d_y) (``gqn.renderer.camera``, numpy only,
+imported through the renderer's door ``gqn.renderer.stream``).
 """
 from __future__ import annotations
 
 import numpy as np
 
-from gqn.renderer.camera import directions, look_at
+from gqn.renderer.stream import directions, look_at
 
 
 def look_target(cameras: np.ndarray) -> np.ndarray:

@@ -25,9 +25,9 @@ from dataclasses import dataclass
 from typing import Iterator, Protocol
 
 from gqn.data import Batch, ShardBatches
-from gqn.renderer.stream import RenderConfig
+from gqn.renderer.stream import RenderConfig, ShardOutput
 from gqn.runs.loader import prefetch
-from gqn.runs.online import RenderedBatches, SaveOptions
+from gqn.runs.online import RenderedBatches
 from gqn.shards import Dataset
 
 
@@ -95,7 +95,7 @@ class RenderSource:
     ``workers`` processes (None: one per core) and also saved as shards with ``save``."""
     config: RenderConfig
     workers: int | None = None
-    save: SaveOptions | None = None
+    save: ShardOutput | None = None
 
     @property
     def height(self) -> int:

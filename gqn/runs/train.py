@@ -5,6 +5,7 @@ BatchSource; held-out metrics are ``measure``'s.
 """
 from __future__ import annotations
 
+import logging
 import time
 
 import chainer
@@ -22,6 +23,8 @@ from gqn.runs.figures import plot_curves
 from gqn.runs.measure import measure
 from gqn.runs.run import (CURVES, LOG, SNAPSHOT, Run, RunLog, RunOptions, kept_snapshot, open_run, save_snapshot,
                           write_config)
+
+logger = logging.getLogger(__name__)  # each held-out test's line (INFO): the CLI prints it
 
 
 def run_training(data, out, hyper: dict, explicit: set, options: RunOptions, resume: bool = False,
@@ -123,7 +126,7 @@ def _loop(run: Run, options: RunOptions, batches, bar, log, stop, deadline) -> i
             window, waited, window_start = [], 0.0, time.perf_counter()
         if run.lead and run.test_source is not None and (
                 done % options.test_every == 0 or done == options.iterations):
-            _test(run, done, log, bar)
+            _test(run, done, log)
         interrupted, out_of_time = _stopping(stop, deadline, run.comm)
         if run.lead and (done % options.snapshot_every == 0 or done == options.iterations or interrupted
                          or out_of_time):
@@ -145,12 +148,12 @@ def _stopping(stop, deadline, comm) -> tuple[bool, bool]:
     return bool(flags[0]), bool(flags[1])
 
 
-def _test(run: Run, done: int, log, bar) -> None:
+def _test(run: Run, done: int, log) -> None:
     metrics = measure(run.model, run.test_source, run.device, run.mean_image)
     log.write({"iteration": done, "split": "test", **metrics})
     plot_curves(run.directory / LOG, run.directory / CURVES)
-    bar.write(f"test @ {done}: {_summary(metrics)}, prediction mse {metrics['prediction_mse']:.5f} "
-              f"({metrics['prediction_ratio']:.3f} x the mean image's)")
+    logger.info(f"test @ {done}: {_summary(metrics)}, prediction mse {metrics['prediction_mse']:.5f} "
+                f"({metrics['prediction_ratio']:.3f} x the mean image's)")
 
 
 def _summary(m: dict) -> str:
