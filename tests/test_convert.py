@@ -1,14 +1,11 @@
 """`gqn convert tfrecord` and `gqn export tfrecord` end to end, on small synthetic DeepMind-format files."""
 import io
 import json
-import os
 import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
-from unittest import mock
 
 import h5py
 import numpy as np
@@ -16,28 +13,18 @@ import pytest
 import simplejpeg
 from PIL import Image
 
-from gqn.cli import main
 from gqn.converters.example import encode_scene, parse_scene
 from gqn.converters.tfrecord import RecordReader, RecordWriter, masked_crc32c
 from gqn.data import batches
 from gqn.shards import Dataset, ShardError, ShardWriter, disk_size
-from tests.helpers import group_gone, listing
+from tests.helpers import group_gone, listing, run_cli, signal_when
 from tests.tfrecord_data import Scene, block_jpeg, random_cameras, write_files
 
 SM5 = "shepard_metzler_5_parts"
-GQN = Path(sys.executable).with_name("gqn")
 
 
-def run_gqn(capsys, *args):
-    """Run the `gqn` entry point in-process; returns (exit code, stdout, stderr)."""
-    with mock.patch.object(sys, "argv", ["gqn", *map(str, args)]), pytest.raises(SystemExit) as exit_:
-        main()
-    captured = capsys.readouterr()
-    return exit_.value.code, captured.out, captured.err
-
-
-def convert(capsys, *args):
-    return run_gqn(capsys, "convert", "tfrecord", *args, "--no-progress", "--workers", "1")
+def convert(*args):
+    return run_cli("convert", "tfrecord", *args, "--no-progress", "--workers", "1")
 
 
 @pytest.fixture(scope="module")
@@ -72,9 +59,9 @@ def leftovers(directory):
     return listing(directory) if Path(directory).exists() else []
 
 
-def test_converts_dataset_directory_into_train_and_test(sm5, tmp_path, capsys):
+def test_converts_dataset_directory_into_train_and_test(sm5, tmp_path):
     root, scenes = sm5
-    code, out, err = run_gqn(capsys, "convert", "tfrecord", root, tmp_path / "out", "--no-progress",
+    code, out, err = run_cli("convert", "tfrecord", root, tmp_path / "out", "--no-progress",
                              "--workers", "2", "--scenes-per-shard", "5")
     assert code == 0, err
     assert "train: 12 scenes from 3 files" in out and "test: 3 scenes from 1 file " in out
@@ -89,29 +76,29 @@ def test_converts_dataset_directory_into_train_and_test(sm5, tmp_path, capsys):
         assert params["dataset"] == SM5 and params["split"] == "train" and params["input_files"] == 3
 
 
-def test_split_directory_and_single_files(sm5, tmp_path, capsys):
+def test_split_directory_and_single_files(sm5, tmp_path):
     root, scenes = sm5
-    assert convert(capsys, root / "test", tmp_path / "a")[0] == 0
+    assert convert(root / "test", tmp_path / "a")[0] == 0
     assert_scenes(tmp_path / "a" / "test", scenes["test"])
     files = [root / "train" / "3-of-3.tfrecord", root / "train" / "1-of-3.tfrecord"]
-    assert convert(capsys, *files, tmp_path / "b")[0] == 0  # converted in index order
+    assert convert(*files, tmp_path / "b")[0] == 0  # converted in index order
     assert_scenes(tmp_path / "b" / "train", scenes["train"][:5] + scenes["train"][9:])
 
 
-def test_dataset_from_option_or_error(sm5, tmp_path, capsys):
+def test_dataset_from_option_or_error(sm5, tmp_path):
     root, scenes = sm5
     (tmp_path / "mydata").symlink_to(root / "test")
-    code, _, err = convert(capsys, tmp_path / "mydata", tmp_path / "out")
+    code, _, err = convert(tmp_path / "mydata", tmp_path / "out")
     assert code == 1 and "cannot tell the dataset" in err and "--dataset" in err
-    assert convert(capsys, tmp_path / "mydata", tmp_path / "out", "--dataset", SM5)[0] == 0
+    assert convert(tmp_path / "mydata", tmp_path / "out", "--dataset", SM5)[0] == 0
     assert_scenes(tmp_path / "out", scenes["test"])  # not in a train/test directory: straight into OUT
-    code, _, err = convert(capsys, tmp_path / "mydata", tmp_path / "out2", "--dataset", "rooms_ring_camera")
+    code, _, err = convert(tmp_path / "mydata", tmp_path / "out2", "--dataset", "rooms_ring_camera")
     assert code == 1 and "record 0: scene has 15 frames" in err and "10 views" in err
 
 
-def test_gzip_input(tmp_path, capsys):
+def test_gzip_input(tmp_path):
     scenes = write_files(tmp_path / SM5 / "train", [3, 2], seed=3, compress=True)
-    assert convert(capsys, tmp_path / SM5, tmp_path / "out")[0] == 0
+    assert convert(tmp_path / SM5, tmp_path / "out")[0] == 0
     assert_scenes(tmp_path / "out" / "train", scenes[0] + scenes[1])
 
 
@@ -178,13 +165,13 @@ BAD_INPUTS = {
 
 @pytest.mark.parametrize("images", ["jpeg", "raw"])
 @pytest.mark.parametrize("defect", sorted(BAD_INPUTS))
-def test_bad_input_is_a_one_line_error(sm5, tmp_path, capsys, defect, images):
+def test_bad_input_is_a_one_line_error(sm5, tmp_path, defect, images):
     root, _ = sm5
     train = tmp_path / SM5 / "train"
     train.mkdir(parents=True)
     (train / "1-of-2.tfrecord").symlink_to(root / "train" / "1-of-3.tfrecord")
     write_bad_file(train / "2-of-2.tfrecord", defect)
-    code, out, err = convert(capsys, tmp_path / SM5, tmp_path / "out", "--images", images)
+    code, out, err = convert(tmp_path / SM5, tmp_path / "out", "--images", images)
     assert code == 1
     assert err.count("\n") == 1 and err.startswith(f"Error: {train / '2-of-2.tfrecord'}: record ")
     record = "2" if defect == "truncated" else "1"
@@ -192,9 +179,9 @@ def test_bad_input_is_a_one_line_error(sm5, tmp_path, capsys, defect, images):
     assert leftovers(tmp_path / "out" / "train") == []  # nothing partial: no NNNNNN.h5, no temporary file
 
 
-def test_directory_without_tfrecords(tmp_path, capsys):
+def test_directory_without_tfrecords(tmp_path):
     (tmp_path / SM5 / "train").mkdir(parents=True)
-    code, _, err = convert(capsys, tmp_path / SM5, tmp_path / "out")
+    code, _, err = convert(tmp_path / SM5, tmp_path / "out")
     assert code == 1 and err.strip() == f"Error: {tmp_path / SM5}: no TFRecord files (*.tfrecord, " \
                                         "*.tfrecord.gz) found in train/ or test/"
 
@@ -208,10 +195,10 @@ def bad_files_then_a_good_one(sm5, tmp_path, defects) -> None:
     (train / f"{len(defects) + 1}-of-{len(defects) + 1}.tfrecord").symlink_to(sm5[0] / "train" / "1-of-3.tfrecord")
 
 
-def test_skip_corrupt_converts_the_rest(sm5, tmp_path, capsys):
+def test_skip_corrupt_converts_the_rest(sm5, tmp_path):
     scenes = sm5[1]
     bad_files_then_a_good_one(sm5, tmp_path, ["not_jpeg", "data_crc", "truncated"])
-    code, out, err = convert(capsys, tmp_path / SM5, tmp_path / "out", "--skip-corrupt", "--scenes-per-shard", "4")
+    code, out, err = convert(tmp_path / SM5, tmp_path / "out", "--skip-corrupt", "--scenes-per-shard", "4")
     assert code == 0, err
     assert "train: 11 scenes from 4 files" in out and "3 corrupt records skipped" in out
     assert "skipped" in err and "1-of-4.tfrecord: record 1: frame 2 is not a decodable JPEG" in err
@@ -221,10 +208,10 @@ def test_skip_corrupt_converts_the_rest(sm5, tmp_path, capsys):
     assert np.array_equal(data["cameras"][6:], np.stack([s.cameras for s in scenes["train"][:5]]))
 
 
-def test_skip_corrupt_handles_huge_lengths_and_bad_cameras(sm5, tmp_path, capsys):
+def test_skip_corrupt_handles_huge_lengths_and_bad_cameras(sm5, tmp_path):
     scenes = sm5[1]
     bad_files_then_a_good_one(sm5, tmp_path, ["huge_length", "nan_camera", "inf_camera"])
-    code, out, err = convert(capsys, tmp_path / SM5, tmp_path / "out", "--skip-corrupt")
+    code, out, err = convert(tmp_path / SM5, tmp_path / "out", "--skip-corrupt")
     assert code == 0, err
     assert "train: 10 scenes from 4 files" in out and "3 corrupt records skipped" in out
     assert "1-of-4.tfrecord: record 1: record length of 1099511627776 bytes exceeds the 1 GiB limit" in err
@@ -236,12 +223,12 @@ def test_skip_corrupt_handles_huge_lengths_and_bad_cameras(sm5, tmp_path, capsys
     assert np.array_equal(data["cameras"][5:], np.stack([s.cameras for s in scenes["train"][:5]]))
 
 
-def test_resume_refuses_other_parameters(sm5, tmp_path, capsys):
+def test_resume_refuses_other_parameters(sm5, tmp_path):
     root, _ = sm5
-    assert convert(capsys, root / "test", tmp_path / "out", "--scenes-per-shard", "2")[0] == 0
-    code, _, err = convert(capsys, root / "test", tmp_path / "out", "--scenes-per-shard", "3")
+    assert convert(root / "test", tmp_path / "out", "--scenes-per-shard", "2")[0] == 0
+    code, _, err = convert(root / "test", tmp_path / "out", "--scenes-per-shard", "3")
     assert code == 1 and "other parameters" in err
-    code, out, _ = convert(capsys, root / "test", tmp_path / "out", "--scenes-per-shard", "2")
+    code, out, _ = convert(root / "test", tmp_path / "out", "--scenes-per-shard", "2")
     assert code == 0 and "test: 0 scenes" in out and "2 kept from an earlier run" in out
 
 
@@ -256,43 +243,39 @@ def assert_same_datasets(a, b):
 
 
 @pytest.mark.parametrize("images", ["jpeg", "raw"])
-def test_resume_after_sigkill_matches_uninterrupted(tmp_path, capsys, images):
+def test_resume_after_sigkill_matches_uninterrupted(tmp_path, images):
     src = tmp_path / SM5
     write_files(src / "train", [200, 200], seed=4, distinct_frames=40)
     args = ["convert", "tfrecord", src, None, "--no-progress", "--workers", "1", "--scenes-per-shard", "10",
             "--images", images]
     killed = tmp_path / "killed"
-    proc = subprocess.Popen([GQN, *map(str, args[:3]), killed, *args[4:]], start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
-    while len(list((killed / "train").glob("*.h5"))) < 3 and time.monotonic() < deadline:
-        time.sleep(0.002)
-    assert proc.poll() is None, "conversion finished before it could be killed"
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert group_gone(proc.pid), "worker processes outlived the killed converter"
+    # kill -9 of the converter alone, while it runs with 3 or more of its 40 shards written
+    _, group = signal_when([*args[:3], killed, *args[4:]], killed / "train",
+                           lambda train: len(list(train.glob("*.h5"))) >= 3, sig=signal.SIGKILL,
+                           whole_group=False)
+    assert group_gone(group), "worker processes outlived the killed converter"
     assert 3 <= len(list((killed / "train").glob("*.h5"))) < 40
-    code, out, err = run_gqn(capsys, *args[:3], killed, *args[4:])
+    code, out, err = run_cli(*args[:3], killed, *args[4:])
     assert code == 0, err
     assert "kept from an earlier run" in out
     args[3] = tmp_path / "whole"
-    assert run_gqn(capsys, *args)[0] == 0
+    assert run_cli(*args)[0] == 0
     assert_same_datasets(killed / "train", tmp_path / "whole" / "train")
     for path in (killed / "train").glob("*.h5"):  # the same bytes, those written after the resume too
         assert path.read_bytes() == (tmp_path / "whole" / "train" / path.name).read_bytes(), path.name
 
 
 @pytest.mark.parametrize("images", ["jpeg", "raw"])
-def test_export_round_trip(sm5, tmp_path, capsys, images):
+def test_export_round_trip(sm5, tmp_path, images):
     root, scenes = sm5
-    assert convert(capsys, root, tmp_path / "shards", "--images", images)[0] == 0
+    assert convert(root, tmp_path / "shards", "--images", images)[0] == 0
     exported = tmp_path / "export" / SM5
-    code, out, _ = run_gqn(capsys, "export", "tfrecord", tmp_path / "shards", exported, "--records-per-file", "5",
+    code, out, _ = run_cli("export", "tfrecord", tmp_path / "shards", exported, "--records-per-file", "5",
                            "--no-progress")
     assert code == 0 and "12 scenes into 3 TFRecord files" in out
     assert leftovers(exported / "train") == [".gqn-export.json", "1-of-3.tfrecord", "2-of-3.tfrecord",
                                              "3-of-3.tfrecord"]
-    assert convert(capsys, exported, tmp_path / "again")[0] == 0
+    assert convert(exported, tmp_path / "again")[0] == 0
     for split in ("train", "test"):
         first, _ = read_all(tmp_path / "shards" / split)
         second, _ = read_all(tmp_path / "again" / split)
@@ -302,11 +285,11 @@ def test_export_round_trip(sm5, tmp_path, capsys, images):
             assert np.array_equal(first["images"], second["images"])
         else:
             assert np.abs(first["images"].astype(int) - second["images"]).mean() < 1.5  # JPEG re-encoding
-    code, _, err = run_gqn(capsys, "export", "tfrecord", tmp_path / "shards", exported, "--no-progress")
+    code, _, err = run_cli("export", "tfrecord", tmp_path / "shards", exported, "--no-progress")
     assert code == 1 and "already holds TFRecord files" in err
 
 
-def test_export_rendered_shards(tmp_path, capsys):
+def test_export_rendered_shards(tmp_path):
     rng = np.random.default_rng(5)
     images = rng.integers(0, 256, (4, 15, 64, 64, 3), dtype=np.uint8) // 64 * 64  # flat-ish, JPEG friendly
     cameras = np.stack([random_cameras(rng, 15) for _ in range(4)])
@@ -315,10 +298,10 @@ def test_export_rendered_shards(tmp_path, capsys):
                      params={"parts": 5}, seed=0) as writer:
         writer.write(images, cameras)
         writer.commit()
-    assert run_gqn(capsys, "export", "tfrecord", tmp_path / "rendered", tmp_path / "tf", "--gzip", "--quality",
+    assert run_cli("export", "tfrecord", tmp_path / "rendered", tmp_path / "tf", "--gzip", "--quality",
                    "100", "--no-progress")[0] == 0
     assert (tmp_path / "tf" / "1-of-1.tfrecord").read_bytes()[:2] == b"\x1f\x8b"
-    assert convert(capsys, tmp_path / "tf", tmp_path / "back", "--dataset", SM5)[0] == 0
+    assert convert(tmp_path / "tf", tmp_path / "back", "--dataset", SM5)[0] == 0
     back, attrs = read_all(tmp_path / "back")
     assert attrs["family"] == f"deepmind/{SM5}"
     assert np.array_equal(back["cameras"], cameras)
@@ -338,10 +321,10 @@ def frames_of(path):
     return [parse_scene(data) for _, data in RecordReader(path)]
 
 
-def test_raw_and_jpeg_conversions_read_back_the_same_pixels(sm5, tmp_path, capsys):
+def test_raw_and_jpeg_conversions_read_back_the_same_pixels(sm5, tmp_path):
     root, scenes = sm5
-    assert convert(capsys, root, tmp_path / "raw", "--images", "raw", "--scenes-per-shard", "5")[0] == 0
-    code, _, err = run_gqn(capsys, "convert", "tfrecord", root, tmp_path / "jpeg", "--no-progress", "--workers",
+    assert convert(root, tmp_path / "raw", "--images", "raw", "--scenes-per-shard", "5")[0] == 0
+    code, _, err = run_cli("convert", "tfrecord", root, tmp_path / "jpeg", "--no-progress", "--workers",
                            "2", "--scenes-per-shard", "5")  # jpeg is the default
     assert code == 0, err
     for split in ("train", "test"):
@@ -355,7 +338,7 @@ def test_raw_and_jpeg_conversions_read_back_the_same_pixels(sm5, tmp_path, capsy
         assert json.loads(jpeg_attrs["params"])["images"] == "jpeg"
         assert disk_size(tmp_path / "jpeg" / split) < disk_size(tmp_path / "raw" / split)
     assert_scenes(tmp_path / "jpeg" / "train", scenes["train"])
-    assert convert(capsys, root, tmp_path / "jpeg1", "--scenes-per-shard", "5")[0] == 0  # 1 worker: same bytes
+    assert convert(root, tmp_path / "jpeg1", "--scenes-per-shard", "5")[0] == 0  # 1 worker: same bytes
     for split in ("train", "test"):
         names = leftovers(tmp_path / "jpeg" / split)
         assert names == leftovers(tmp_path / "jpeg1" / split)
@@ -372,23 +355,23 @@ def test_raw_and_jpeg_conversions_read_back_the_same_pixels(sm5, tmp_path, capsy
         assert set(f) == {"images", "viewpoints", "cameras"}
 
 
-def test_jpeg_output_is_about_the_size_of_the_input(tmp_path, capsys):
+def test_jpeg_output_is_about_the_size_of_the_input(tmp_path):
     """Frames of ~1.4 KB (64 px Shepard-Matzler-like), one 120-scene shard: the shard holds the input's bytes
     plus cameras, viewpoints and offsets; raw pixels take several times more."""
     write_files(tmp_path / SM5 / "train", [60, 60], seed=6)
     input_bytes = sum(p.stat().st_size for p in (tmp_path / SM5 / "train").iterdir())
-    assert convert(capsys, tmp_path / SM5, tmp_path / "jpeg")[0] == 0
-    assert convert(capsys, tmp_path / SM5, tmp_path / "raw", "--images", "raw")[0] == 0
+    assert convert(tmp_path / SM5, tmp_path / "jpeg")[0] == 0
+    assert convert(tmp_path / SM5, tmp_path / "raw", "--images", "raw")[0] == 0
     jpeg, raw = disk_size(tmp_path / "jpeg" / "train"), disk_size(tmp_path / "raw" / "train")
     assert jpeg <= 1.1 * input_bytes, (jpeg, input_bytes)
     assert raw > 5 * jpeg, (raw, jpeg)
 
 
-def test_jpeg_round_trip_reproduces_the_source_records(sm5, tmp_path, capsys):
+def test_jpeg_round_trip_reproduces_the_source_records(sm5, tmp_path):
     root, scenes = sm5
-    assert convert(capsys, root, tmp_path / "shards")[0] == 0
+    assert convert(root, tmp_path / "shards")[0] == 0
     exported = tmp_path / "export"
-    code, _, err = run_gqn(capsys, "export", "tfrecord", tmp_path / "shards", exported, "--records-per-file", "5",
+    code, _, err = run_cli("export", "tfrecord", tmp_path / "shards", exported, "--records-per-file", "5",
                            "--no-progress")
     assert code == 0, err
     got = [scene for path in sorted((exported / "train").glob("*.tfrecord"), key=lambda p: p.name)
@@ -399,12 +382,12 @@ def test_jpeg_round_trip_reproduces_the_source_records(sm5, tmp_path, capsys):
         assert np.array_equal(cameras, scene.cameras.ravel())
     # the test split's one file holds the same records as its source (written by the same serialiser)
     assert (exported / "test" / "1-of-1.tfrecord").read_bytes() == (root / "test" / "1-of-1.tfrecord").read_bytes()
-    code, out, err = run_gqn(capsys, "export", "tfrecord", tmp_path / "shards", exported, "--records-per-file", "5",
+    code, out, err = run_cli("export", "tfrecord", tmp_path / "shards", exported, "--records-per-file", "5",
                              "--quality", "50", "--no-progress")  # the quality does not apply: resumed
     assert code == 0 and "(3 kept from an earlier run)" in out, err
 
 
-def test_damaged_jpeg_data_surfaces_when_read(sm5, tmp_path, capsys):
+def test_damaged_jpeg_data_surfaces_when_read(sm5, tmp_path):
     """A frame whose JPEG header is whole but whose data is cut short: a jpeg conversion (headers only)
     stores it and reading that scene is a one-line error naming shard and scene; a raw conversion (which
     decodes) refuses the record."""
@@ -417,42 +400,42 @@ def test_damaged_jpeg_data_surfaces_when_read(sm5, tmp_path, capsys):
     with RecordWriter(tmp_path / SM5 / "test" / "1-of-1.tfrecord") as writer:
         for record in (good[0].record(), good[1].record(), encode_scene(frames, good[2].cameras)):
             writer.write(record)
-    code, out, err = convert(capsys, tmp_path / SM5, tmp_path / "raw", "--images", "raw")
+    code, out, err = convert(tmp_path / SM5, tmp_path / "raw", "--images", "raw")
     assert code == 1 and "record 2: frame 4 is not a decodable JPEG image" in err
-    assert convert(capsys, tmp_path / SM5, tmp_path / "jpeg", "--scenes-per-shard", "2")[0] == 0
+    assert convert(tmp_path / SM5, tmp_path / "jpeg", "--scenes-per-shard", "2")[0] == 0
     message = (r"000001\.h5: scene 2 \(scene 0 of this shard\) cannot be read: view 4 is not a decodable JPEG "
                r"image \(.+\)")
     with Dataset(tmp_path / "jpeg" / "test") as ds:
         assert ds.read(0, 2)["images"].shape == (2, 15, 64, 64, 3)
         with pytest.raises(ShardError, match=message):
             ds.read(0, 3)
-    code, _, err = run_gqn(capsys, "export", "tfrecord", tmp_path / "jpeg" / "test", tmp_path / "tf",
+    code, _, err = run_cli("export", "tfrecord", tmp_path / "jpeg" / "test", tmp_path / "tf",
                            "--no-progress")
     assert code == 0, err  # an export copies the frames: nothing to decode
-    code, _, err = run_gqn(capsys, "info", tmp_path / "jpeg" / "test", "--preview", tmp_path / "p.png")
+    code, _, err = run_cli("info", tmp_path / "jpeg" / "test", "--preview", tmp_path / "p.png")
     assert code == 1 and err.count("\n") == 1 and re.search(message, err), err
 
 
-def test_info_shows_the_image_encoding(sm5, tmp_path, capsys):
+def test_info_shows_the_image_encoding(sm5, tmp_path):
     root, _ = sm5
-    assert convert(capsys, root / "test", tmp_path / "jpeg")[0] == 0
-    assert convert(capsys, root / "test", tmp_path / "raw", "--images", "raw")[0] == 0
-    code, out, _ = run_gqn(capsys, "info", tmp_path / "jpeg" / "test")
+    assert convert(root / "test", tmp_path / "jpeg")[0] == 0
+    assert convert(root / "test", tmp_path / "raw", "--images", "raw")[0] == 0
+    code, out, _ = run_cli("info", tmp_path / "jpeg" / "test")
     assert code == 0 and "\nimages      jpeg (original frames, no re-encoding)\n" in out
     assert re.search(r"\ndisk size   [0-9.]+ MB \([0-9.]+x smaller than raw uint8 pixels\)\n", out)
-    code, out, _ = run_gqn(capsys, "info", tmp_path / "raw" / "test")
+    code, out, _ = run_cli("info", tmp_path / "raw" / "test")
     assert code == 0 and "\nimages      raw uint8\n" in out
     assert re.search(r"\ndisk size   [0-9.]+ MB \([0-9.]+x compression\)\n", out)
 
 
-def test_images_option_errors_and_resume(sm5, tmp_path, capsys):
+def test_images_option_errors_and_resume(sm5, tmp_path):
     root, _ = sm5
-    code, _, err = convert(capsys, root / "test", tmp_path / "out", "--compression", "gzip-1")
+    code, _, err = convert(root / "test", tmp_path / "out", "--compression", "gzip-1")
     assert code == 1 and err.count("\n") == 1
     assert "--compression gzip-1 applies to --images raw only" in err
     assert not (tmp_path / "out").exists()
-    assert convert(capsys, root / "test", tmp_path / "out", "--compression", "none")[0] == 0
-    code, _, err = convert(capsys, root / "test", tmp_path / "out", "--images", "raw")
+    assert convert(root / "test", tmp_path / "out", "--compression", "none")[0] == 0
+    code, _, err = convert(root / "test", tmp_path / "out", "--images", "raw")
     assert code == 1 and "other parameters" in err  # the encoding is a conversion parameter
-    code, out, _ = convert(capsys, root / "test", tmp_path / "out")
+    code, out, _ = convert(root / "test", tmp_path / "out")
     assert code == 0 and "1 kept from an earlier run" in out

@@ -1,13 +1,10 @@
 """`gqn export tfrecord` resumes like `gqn convert`: complete files are kept, stale temporary files removed,
 the rest written; a re-run with other parameters is refused. The result equals an uninterrupted export."""
-import sys
-
 import pytest
 import simplejpeg
 
-from gqn.cli import main
 from gqn.converters.convert import find_inputs
-from tests.helpers import assert_one_line_error, gqn, listing, shard_files
+from tests.helpers import assert_one_line_error, listing, run_cli, shard_files
 from tests.model_data import write_dataset
 
 ARGS = ["--records-per-file", 4, "--gzip", "--no-progress"]  # 10 scenes: 3 files of 4, 4 and 2 records
@@ -19,23 +16,14 @@ def exported(tmp_path_factory):
     root = tmp_path_factory.mktemp("export")
     write_dataset(root / "data" / "train", scenes=10, views=3, size=16, per_shard=3, seed=1)
     write_dataset(root / "data" / "test", scenes=3, views=3, size=16, per_shard=3, seed=2)
-    result = gqn("export", "tfrecord", root / "data", root / "whole", *ARGS)
-    assert result.returncode == 0, result.stderr
+    result = run_cli("export", "tfrecord", root / "data", root / "whole", *ARGS)
+    assert result.code == 0, result.err
     return root / "data", root / "whole"
-
-
-def run_gqn(monkeypatch, capsys, *args):
-    """The `gqn` entry point in-process: (exit code, stdout, stderr)."""
-    monkeypatch.setattr(sys, "argv", ["gqn", *map(str, args)])
-    with pytest.raises(SystemExit) as exit_info:
-        main()
-    out, err = capsys.readouterr()
-    return exit_info.value.code, out, err
 
 
 def test_export_is_deterministic(exported, tmp_path):
     data, whole = exported
-    assert gqn("export", "tfrecord", data, tmp_path / "again", *ARGS).returncode == 0
+    assert run_cli("export", "tfrecord", data, tmp_path / "again", *ARGS).code == 0
     for split in ("train", "test"):
         assert shard_files(tmp_path / "again" / split) == shard_files(whole / split)
 
@@ -44,21 +32,21 @@ def test_killed_export_resumes_to_the_same_bytes(exported, tmp_path):
     """As after `kill -9`: one file never finished (only its temporary file is there), the others are whole."""
     data, whole = exported
     out = tmp_path / "out"
-    assert gqn("export", "tfrecord", data, out, *ARGS).returncode == 0
+    assert run_cli("export", "tfrecord", data, out, *ARGS).code == 0
     (out / "train" / "2-of-3.tfrecord").unlink()
     (out / "train" / ".2-of-3.tfrecord.tmp").write_bytes(b"half a file")
     kept = (out / "train" / "1-of-3.tfrecord").stat()
-    result = gqn("export", "tfrecord", data, out, *ARGS)
-    assert result.returncode == 0, result.stderr
-    assert f"10 scenes into 3 TFRecord files in {out / 'train'} (2 kept from an earlier run)" in result.stdout
-    assert f"3 scenes into 1 TFRecord files in {out / 'test'} (1 kept from an earlier run)" in result.stdout
+    result = run_cli("export", "tfrecord", data, out, *ARGS)
+    assert result.code == 0, result.err
+    assert f"10 scenes into 3 TFRecord files in {out / 'train'} (2 kept from an earlier run)" in result.out
+    assert f"3 scenes into 1 TFRecord files in {out / 'test'} (1 kept from an earlier run)" in result.out
     for split in ("train", "test"):
         assert shard_files(out / split) == shard_files(whole / split)  # temporary files included: none left
     again = (out / "train" / "1-of-3.tfrecord").stat()
     assert (again.st_ino, again.st_mtime_ns) == (kept.st_ino, kept.st_mtime_ns)  # kept, not rewritten
 
 
-def test_ctrl_c_then_rerun_gives_the_uninterrupted_export(exported, tmp_path, monkeypatch, capsys):
+def test_ctrl_c_then_rerun_gives_the_uninterrupted_export(exported, tmp_path, monkeypatch):
     data, whole = exported
     out = tmp_path / "out"
     encode, calls = simplejpeg.encode_jpeg, []
@@ -70,12 +58,12 @@ def test_ctrl_c_then_rerun_gives_the_uninterrupted_export(exported, tmp_path, mo
         return encode(*args, **kwargs)
 
     monkeypatch.setattr(simplejpeg, "encode_jpeg", ctrl_c_at_scene_6)
-    code, _, err = run_gqn(monkeypatch, capsys, "export", "tfrecord", data, out, *ARGS)
+    code, _, err = run_cli("export", "tfrecord", data, out, *ARGS)
     assert code == 130 and "Traceback" not in err
     assert f"Interrupted; the complete TFRecord files in {out} are kept: re-run the same command to resume." in err
     assert listing(out / "train") == [".gqn-export.json", "1-of-3.tfrecord"]  # no temporary file
     monkeypatch.setattr(simplejpeg, "encode_jpeg", encode)
-    code, stdout, err = run_gqn(monkeypatch, capsys, "export", "tfrecord", data, out, *ARGS)
+    code, stdout, err = run_cli("export", "tfrecord", data, out, *ARGS)
     assert code == 0, err
     assert "(1 kept from an earlier run)" in stdout
     for split in ("train", "test"):
@@ -86,12 +74,12 @@ def test_ctrl_c_then_rerun_gives_the_uninterrupted_export(exported, tmp_path, mo
 def test_rerun_with_other_parameters_is_refused(exported, tmp_path, other):
     data, whole = exported
     out = tmp_path / "out"
-    assert gqn("export", "tfrecord", data / "train", out, *ARGS).returncode == 0
+    assert run_cli("export", "tfrecord", data / "train", out, *ARGS).code == 0
     (out / "1-of-3.tfrecord").unlink()  # an interrupted export
     before = shard_files(out)
     args = [a for a in ARGS if a != "--gzip"] if other == "no --gzip" else [*ARGS, *other]
-    result = gqn("export", "tfrecord", data / "train", out, *args)
-    assert result.returncode == 1
+    result = run_cli("export", "tfrecord", data / "train", out, *args)
+    assert result.code == 1
     assert_one_line_error(result, f"Error: {out} already holds TFRecord files exported with other parameters")
     assert shard_files(out) == before
 
@@ -99,9 +87,9 @@ def test_rerun_with_other_parameters_is_refused(exported, tmp_path, other):
 def test_rerun_with_another_source_dataset_is_refused(exported, tmp_path):
     data, _ = exported
     out = tmp_path / "out"
-    assert gqn("export", "tfrecord", data / "train", out, *ARGS).returncode == 0
+    assert run_cli("export", "tfrecord", data / "train", out, *ARGS).code == 0
     other = write_dataset(tmp_path / "other", scenes=10, views=3, size=16, per_shard=3, seed=7)
-    result = gqn("export", "tfrecord", other, out, *ARGS)
+    result = run_cli("export", "tfrecord", other, out, *ARGS)
     assert_one_line_error(result, "already holds TFRecord files exported with other parameters")
 
 
@@ -110,7 +98,7 @@ def test_foreign_tfrecord_files_are_not_mixed_with(exported, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     (out / "1-of-3.tfrecord").write_bytes(b"someone else's")
-    result = gqn("export", "tfrecord", data / "train", out, *ARGS)
+    result = run_cli("export", "tfrecord", data / "train", out, *ARGS)
     assert_one_line_error(result, f"{out} already holds TFRecord files that gqn export did not write")
     assert listing(out) == ["1-of-3.tfrecord"]
 

@@ -13,19 +13,21 @@ from gqn.cli import cli
 from gqn.errors import GqnError
 from gqn.renderer.families import REGISTRY, families, family_of_stored, family_spec, stored_family
 from gqn.renderer.families.base import FamilySpec, Param
-from tests.helpers import assert_one_line_error, family_renderer, foreground, gqn
+from tests.helpers import Result, assert_one_line_error, family_renderer, foreground, run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 OPENGL = ("OpenGL", "pyrender", "trimesh")
 # `gqn` with the example family added to the registry at run time (enough for options and help; rendering
-# needs the line in the source, since render workers import the registry anew)
+# needs the line in the source, since render workers import the registry anew); a process of its own, since
+# gqn.cli builds its commands from the registry when it is imported
 WITH_SPHERE = ("import gqn.renderer.families as f; f.REGISTRY += ('tests.example_family:Sphere',); "
                "from gqn.cli import main; main()")
 
 
-def gqn_with_sphere(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", WITH_SPHERE, *map(str, args)], cwd=ROOT, capture_output=True,
+def gqn_with_sphere(*args) -> Result:
+    done = subprocess.run([sys.executable, "-c", WITH_SPHERE, *map(str, args)], cwd=ROOT, capture_output=True,
                           text=True, timeout=120)
+    return Result(done.returncode, done.stdout, done.stderr)
 
 
 def test_every_registered_family_has_a_render_command_with_its_parameters():
@@ -49,16 +51,16 @@ def test_every_registered_family_has_a_render_command_with_its_parameters():
 
 @pytest.mark.parametrize("name", sorted(families()))
 def test_render_help_shows_the_declared_parameters(name):
-    result = gqn("render", name, "--help")
-    assert result.returncode == 0, result.stderr
+    result = run_cli("render", name, "--help")
+    assert result.code == 0, result.err
     for param in family_spec(name).params:
-        assert "--" + param.name.replace("_", "-") in result.stdout
+        assert "--" + param.name.replace("_", "-") in result.out
 
 
 def test_render_param_rejects_an_unknown_key_naming_the_valid_ones(tmp_path):
-    result = gqn("train", "--render", "rooms", "--render-param", "colour=red", "--out", tmp_path / "run")
+    result = run_cli("train", "--render", "rooms", "--render-param", "colour=red", "--out", tmp_path / "run")
     assert_one_line_error(result, "no parameter 'colour'", "valid: camera, objects, object_rotation")
-    assert result.returncode == 1 and len(result.stderr.strip().splitlines()) == 1
+    assert result.code == 1 and len(result.err.strip().splitlines()) == 1
     assert not (tmp_path / "run").exists()
 
 
@@ -137,10 +139,10 @@ def test_the_example_family_is_the_one_the_docs_show_and_it_renders():
 
 def test_one_registry_line_gives_a_family_its_command_and_render_params(tmp_path):
     result = gqn_with_sphere("render", "sphere", "--help")
-    assert result.returncode == 0, result.stderr
-    assert "One coloured sphere" in result.stdout and "--radius FLOAT RANGE" in result.stdout
-    assert "[default: 8;" in result.stdout  # --views: the family's default views
-    assert "sphere" in gqn_with_sphere("render", "--help").stdout
+    assert result.code == 0, result.err
+    assert "One coloured sphere" in result.out and "--radius FLOAT RANGE" in result.out
+    assert "[default: 8;" in result.out  # --views: the family's default views
+    assert "sphere" in gqn_with_sphere("render", "--help").out
     result = gqn_with_sphere("train", "--render", "sphere", "--render-param", "radius=2", "--out", tmp_path / "r")
     assert_one_line_error(result, "--render-param radius=2", "0.1<=x<=1.0")
     result = gqn_with_sphere("train", "--render", "sphere", "--render-param", "size=2", "--out", tmp_path / "r")

@@ -100,3 +100,17 @@ def test_the_data_side_imports_no_chainer_and_no_model(graph, package):
         bad = {m for m in reachable(graph, name)
                if m in ("chainer", "chainermn", "cupy") or in_package(m, "gqn.model") or in_package(m, "gqn.runs")}
         assert not bad, f"{name} imports {sorted(bad)}"
+
+
+def test_runs_reach_the_renderer_through_its_one_door(graph):
+    """gqn.runs renders (online training, evaluation's orbits) and uses the pose helpers through exactly one
+    renderer module, the door ``gqn.renderer.stream``; nothing in gqn.runs imports another."""
+    used = {m for name in graph if in_package(name, "gqn.runs") for m in graph[name] if in_package(m, "gqn.renderer")}
+    assert used == {"gqn.renderer.stream"}
+
+
+def test_the_cli_builds_no_renderer_internals():
+    """The CLI hands options to the door (``render_config``, ``ShardOutput``) and to `gqn render`'s job; it
+    constructs no RenderConfig and no SceneStream itself."""
+    source = (PACKAGE / "cli.py").read_text()
+    assert "RenderConfig(" not in source and "SceneStream(" not in source

@@ -14,7 +14,7 @@ from gqn.renderer.families.mnist_dice import FACE_ORDER, MnistDice
 from gqn.renderer.families.shared_room import FOV_Y, GRID, GRID_JITTER
 from gqn.renderer.scene import Instances
 from gqn.shards import Dataset
-from tests.helpers import assert_one_line_error, family_renderer, gqn, unlit
+from tests.helpers import assert_one_line_error, family_renderer, run_cli, unlit
 
 SIZE = 64
 ROOM_QUADS = 5  # the floor and four walls come first among the quad instances; the die's faces follow
@@ -102,10 +102,10 @@ def test_bad_digit_file_is_a_one_line_cli_error(tmp_path):
     (tmp_path / "empty.npz").write_bytes(b"")
     for name, message in [("truncated-images-idx3-ubyte", "truncated"), ("not-zip.npz", "not a readable"),
                           ("empty.npz", "not a readable")]:
-        result = gqn("render", "mnist-dice", "--digits", tmp_path / name, "--out", tmp_path / "x")
+        result = run_cli("render", "mnist-dice", "--digits", tmp_path / name, "--out", tmp_path / "x")
         assert_one_line_error(result, message, name)
         assert not (tmp_path / "x").exists()
-    assert_one_line_error(gqn("render", "mnist-dice", "--digits", tmp_path / "missing", "--out", tmp_path / "x"),
+    assert_one_line_error(run_cli("render", "mnist-dice", "--digits", tmp_path / "missing", "--out", tmp_path / "x"),
                           "does not exist")
 
 
@@ -187,9 +187,9 @@ def test_labels_dataset_in_shards(tmp_path):
     (tmp_path / "digits").mkdir()
     path = write_idx(tmp_path / "digits" / "train-images-idx3-ubyte", images)
     args = ["--scenes", 3, "--views", 2, "--size", 16, "--workers", 1, "--no-progress"]
-    gqn("render", "mnist-dice", "--digits", path, "--out", tmp_path / "unlabelled", *args, check=True)
+    run_cli("render", "mnist-dice", "--digits", path, "--out", tmp_path / "unlabelled", *args, check=True)
     write_idx(tmp_path / "digits" / "train-labels-idx1-ubyte", labels)
-    gqn("render", "mnist-dice", "--digits", path, "--out", tmp_path / "labelled", *args, check=True)
+    run_cli("render", "mnist-dice", "--digits", path, "--out", tmp_path / "labelled", *args, check=True)
     with Dataset(tmp_path / "unlabelled") as ds:
         assert ds.params["digits"] == str(path)
         assert np.all(ds.read(0, 3, names=("labels",))["labels"] == -1)

@@ -17,7 +17,7 @@ from gqn.runs.orbit import look_target, orbit_cameras
 from gqn.runs.run import RunOptions
 from gqn.runs.train import run_training
 from gqn.shards import Dataset, viewpoints_from_cameras
-from tests.helpers import gqn
+from tests.helpers import run_cli
 from tests.model_data import TINY, scene_cameras, write_dataset
 
 
@@ -82,8 +82,8 @@ def test_mean_image_and_nearest_context_baselines(run):
 
 def test_orbit_gifs_show_the_true_rendered_scene_beside_the_model(tmp_path):
     data = tmp_path / "sm"
-    gqn("render", "shepard-matzler", "--scenes", 4, "--size", 16, "--views", 4, "--seed", 3, "--out", data,
-        "--no-progress", check=True)
+    run_cli("render", "shepard-matzler", "--scenes", 4, "--size", 16, "--views", 4, "--seed", 3, "--out", data,
+            "--no-progress", check=True)
     run_training(data, tmp_path / "run", {**TINY, "batch_size": 2}, set(), RunOptions(1, workers=0, progress=False))
     run_evaluation(tmp_path / "run", data, tmp_path / "eval", scenes=4, batch_size=2, rows=2, gifs=1, frames=8)
     frames = gif_frames(tmp_path / "eval" / "orbit_000000.gif")
@@ -102,8 +102,8 @@ def test_orbit_gifs_show_the_true_rendered_scene_beside_the_model(tmp_path):
 
 def test_render_posed_with_a_scenes_own_cameras_reproduces_its_frames(tmp_path):
     data = tmp_path / "sm"
-    gqn("render", "shepard-matzler", "--scenes", 3, "--size", 16, "--views", 5, "--parts", 7, "--seed", 2,
-        "--out", data, "--no-progress", check=True)
+    run_cli("render", "shepard-matzler", "--scenes", 3, "--size", 16, "--views", 5, "--parts", 7, "--seed", 2,
+            "--out", data, "--no-progress", check=True)
     dataset = Dataset(data)
     stored = dataset.read(0, 3, ("images", "cameras"))
     config = dataset_render_config(dataset.attrs, 5)

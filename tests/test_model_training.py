@@ -2,13 +2,12 @@
 import json
 import re
 import signal
-import sys
 
 import chainer
 import numpy as np
 import pytest
 
-from gqn.cli import Duration, main
+from gqn.cli import Duration
 from gqn.data import ShardBatches
 from gqn.errors import GqnError
 from gqn.model.config import ModelConfig, TrainConfig
@@ -19,7 +18,7 @@ from gqn.runs.device import get_device
 from gqn.runs.run import RunOptions, make_optimizer
 from gqn.runs.train import run_training, train_step
 from gqn.shards import Dataset
-from tests.helpers import gqn, signal_when
+from tests.helpers import run_cli, signal_when
 from tests.model_data import TINY, write_dataset
 
 HYPER = {**TINY, "batch_size": 4}
@@ -72,6 +71,13 @@ def train_losses(run):
     return [(e["iteration"], e["neg_elbo"], e["kl"]) for e in entries if e["split"] == "train"]
 
 
+def logged_train_steps(run) -> int:
+    """The training steps a running job has logged so far (complete lines only: it may be writing one)."""
+    path = run / "log.jsonl"
+    lines = path.read_text().split("\n")[:-1] if path.exists() else []
+    return sum(json.loads(line)["split"] == "train" for line in lines)
+
+
 def test_resume_continues_exactly(data, tmp_path):
     train_run(data["train"], tmp_path / "straight", 6)
     train_run(data["train"], tmp_path / "resumed", 3)
@@ -106,13 +112,13 @@ def test_time_limit_stops_after_the_step_and_resume_continues_exactly(data, tmp_
 
 def test_cli_time_limit_exits_0_with_how_to_continue(data, tmp_path):
     tiny = ["--steps", 2, "--hidden", 8, "--canvas", 8, "--r-channels", 16, "--batch-size", 4]
-    result = gqn("train", data["train"], "--out", tmp_path / "run", "--iterations", "1M", "--time-limit", "2s",
-                 "--workers", 0, "--no-progress", *tiny)
-    assert result.returncode == 0, result.stderr
-    done = int(re.search(r"Time limit reached after iteration (\d+) of 1000000", result.stdout).group(1))
-    assert "plus --resume" in result.stdout and snapshot_meta(tmp_path / "run")["iteration"] == done
-    bad = gqn("train", data["train"], "--out", tmp_path / "bad", "--time-limit", "soon")
-    assert bad.returncode == 2 and "'soon' is not a duration" in bad.stderr
+    result = run_cli("train", data["train"], "--out", tmp_path / "run", "--iterations", "1M", "--time-limit", "2s",
+                     "--workers", 0, "--no-progress", *tiny)
+    assert result.code == 0, result.err
+    done = int(re.search(r"Time limit reached after iteration (\d+) of 1000000", result.out).group(1))
+    assert "plus --resume" in result.out and snapshot_meta(tmp_path / "run")["iteration"] == done
+    bad = run_cli("train", data["train"], "--out", tmp_path / "bad", "--time-limit", "soon")
+    assert bad.code == 2 and "'soon' is not a duration" in bad.err
 
 
 @pytest.mark.parametrize("text,seconds", [("30m", 1800), ("2h", 7200), ("1h30m", 5400), ("45s", 45), ("90", 5400),
@@ -159,33 +165,25 @@ def test_nan_loss_stops_and_keeps_the_last_good_snapshot(data, tmp_path):
     assert all(np.array_equal(before[k], after[k]) for k in before)
 
 
-def cli(monkeypatch, capsys, *args):
-    monkeypatch.setattr(sys, "argv", ["gqn", *map(str, args)])
-    with pytest.raises(SystemExit) as exit_info:
-        main()
-    out, err = capsys.readouterr()
-    return exit_info.value.code, out, err
-
-
-def test_an_empty_snapshot_is_a_one_line_error_not_an_interruption(data, tmp_path, monkeypatch, capsys):
+def test_an_empty_snapshot_is_a_one_line_error_not_an_interruption(data, tmp_path):
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "snapshot.npz").write_bytes(b"")
     for args in (["train", data["train"], "--out", tmp_path / "run", "--resume", "--workers", 0],
                  ["evaluate", tmp_path / "run", "--data", data["test"]]):
-        code, _, err = cli(monkeypatch, capsys, *args)
+        code, _, err = run_cli(*args)
         assert code == 1 and err.startswith("Error: ") and "not a readable snapshot (No data left in file)" in err, err
 
 
-def test_cli_train_then_evaluate(data, tmp_path, monkeypatch, capsys):
+def test_cli_train_then_evaluate(data, tmp_path):
     run = tmp_path / "run"
     tiny = ["--steps", 2, "--hidden", 8, "--canvas", 8, "--r-channels", 16, "--batch-size", 4]
-    code, _, err = cli(monkeypatch, capsys, "train", data["train"], "--out", run, "--iterations", 2,
-                       "--test", data["test"], "--test-every", 2, "--workers", 0, "--no-progress", *tiny)
+    code, _, err = run_cli("train", data["train"], "--out", run, "--iterations", 2,
+                           "--test", data["test"], "--test-every", 2, "--workers", 0, "--no-progress", *tiny)
     assert code == 0, err
     splits = [json.loads(line)["split"] for line in (run / "log.jsonl").read_text().splitlines()]
     assert splits == ["train", "test"]
-    code, out, err = cli(monkeypatch, capsys, "evaluate", run, "--data", data["test"], "--gifs", 1,
-                         "--frames", 4)
+    code, out, err = run_cli("evaluate", run, "--data", data["test"], "--gifs", 1,
+                             "--frames", 4)
     assert code == 0, err
     assert "bits/pixel" in out and (run / "eval" / "metrics.json").exists()
 
@@ -195,14 +193,13 @@ def test_ctrl_c_snapshots_the_last_step_and_resume_continues(data, tmp_path):
     tiny = ["--steps", 2, "--hidden", 8, "--canvas", 8, "--r-channels", 16, "--batch-size", 4]
     args = ["train", data["train"], "--out", run, "--iterations", 100_000, "--log-every", 1, "--snapshot-every",
             1000, "--no-progress", *tiny]
-    result = signal_when(args, run, lambda d: len(train_losses(d)) >= 3 if (d / "log.jsonl").exists() else False,
-                         sig=signal.SIGINT)
-    assert result.returncode == 130 and "Traceback" not in result.stderr, result.stderr
-    done = int(re.search(r"Interrupted after iteration (\d+);", result.stderr).group(1))
-    assert done >= 3 and "continue with --resume" in result.stderr
+    result, _ = signal_when(args, run, lambda d: logged_train_steps(d) >= 3, sig=signal.SIGINT)
+    assert result.code == 130 and "Traceback" not in result.err, result.err
+    done = int(re.search(r"Interrupted after iteration (\d+);", result.err).group(1))
+    assert done >= 3 and "continue with --resume" in result.err
     with np.load(run / "snapshot.npz") as npz:
         assert json.loads(str(npz["meta"]))["iteration"] == done
-    assert gqn(*args[:5], done + 2, "--resume", "--log-every", 1, "--no-progress", *tiny).returncode == 0
+    assert run_cli(*args[:5], done + 2, "--resume", "--log-every", 1, "--no-progress", *tiny).code == 0
     assert [i for i, *_ in train_losses(run)][-2:] == [done + 1, done + 2]
 
 
@@ -214,7 +211,7 @@ def test_ctrl_c_snapshots_the_last_step_and_resume_continues(data, tmp_path):
     ("size", "size mismatch"),
     ("architecture", "--hidden 16 differs"),
 ])
-def test_cli_train_errors_are_one_line(data, tmp_path, monkeypatch, capsys, case, message):
+def test_cli_train_errors_are_one_line(data, tmp_path, case, message):
     run = data["root"] / "error-run"
     if not (run / "snapshot.npz").exists():
         train_run(data["train"], run, 3)
@@ -231,6 +228,6 @@ def test_cli_train_errors_are_one_line(data, tmp_path, monkeypatch, capsys, case
     }[case]
     if case == "gpu" and chainer.backends.cuda.available:
         pytest.skip("a GPU is available here")
-    code, out, err = cli(monkeypatch, capsys, "train", *args, "--no-progress", "--workers", 0)
+    code, out, err = run_cli("train", *args, "--no-progress", "--workers", 0)
     assert code == 1
     assert err.startswith("Error: ") and message in err and err.count("\n") == 1, err

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from tests.helpers import MPI_ENV, gqn, mpiexec, shard_files
+from tests.helpers import MPI_ENV, mpiexec, run_cli, shard_files
 
 MPIEXEC = mpiexec()
 pytestmark = pytest.mark.skipif(MPIEXEC is None, reason="MPI is not installed (pip install '.[mpi]')")
@@ -23,7 +23,7 @@ def test_mpi_render_equals_a_single_process_run(tmp_path):
             "--workers", 1, "--no-progress"]
     result = run_mpi(*args, "--out", tmp_path / "mpi")
     assert result.stderr.count("rendered 14 scenes into 4 shards") == 1 and "on 2 ranks" in result.stderr
-    gqn(*args, "--out", tmp_path / "single", check=True)
+    run_cli(*args, "--out", tmp_path / "single", check=True)
     assert shard_files(tmp_path / "mpi") == shard_files(tmp_path / "single")
 
 

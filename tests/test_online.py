@@ -6,22 +6,22 @@ import numpy as np
 from gqn.renderer.stream import RenderConfig
 from gqn.runs.online import RenderedBatches
 from gqn.shards import Dataset
-from tests.helpers import assert_one_line_error, gqn
+from tests.helpers import assert_one_line_error, run_cli
 
 MODEL = ["--hidden", 8, "--steps", 2, "--canvas", 8, "--r-channels", 8, "--representation", "pool"]
 RENDER = ["--render", "shepard-matzler", "--render-size", 16, "--render-views", 4, "--render-workers", 2]
 
 
 def train_online(out, saved, iterations, *extra):
-    return gqn("train", *RENDER, "--save-rendered", saved, "--out", out, "--iterations", iterations,
-               "--batch-size", 5, "--log-every", 3, "--no-progress", *MODEL, *extra, check=True)
+    return run_cli("train", *RENDER, "--save-rendered", saved, "--out", out, "--iterations", iterations,
+                   "--batch-size", 5, "--log-every", 3, "--no-progress", *MODEL, *extra, check=True)
 
 
 def rendered(tmp_path, scenes):
     """The same scenes rendered by `gqn render` (one shard, so the arrays can be compared)."""
     out = tmp_path / f"render{scenes}"
-    gqn("render", "shepard-matzler", "--scenes", scenes, "--size", 16, "--views", 4, "--out", out,
-        "--workers", 1, "--no-progress", check=True)
+    run_cli("render", "shepard-matzler", "--scenes", scenes, "--size", 16, "--views", 4, "--out", out,
+            "--workers", 1, "--no-progress", check=True)
     with Dataset(out) as ds:
         return ds.read(0, scenes)
 
@@ -51,15 +51,15 @@ def test_ranks_take_disjoint_scenes_in_order():
 
 
 def test_render_needs_data_or_family(tmp_path):
-    result = gqn("train", "--out", tmp_path / "run")
-    assert result.returncode == 2 and "either DATA" in result.stderr
+    result = run_cli("train", "--out", tmp_path / "run")
+    assert result.code == 2 and "either DATA" in result.err
 
 
 def test_bad_family_parameter_is_one_line(tmp_path):
-    result = gqn("train", *RENDER, "--render-param", "partz=3", "--out", tmp_path / "run", "--iterations", 1,
-                 "--no-progress", *MODEL)
-    assert result.returncode == 1 and "Traceback" not in result.stderr
-    assert "bad parameters {'partz': 3}" in result.stderr
+    result = run_cli("train", *RENDER, "--render-param", "partz=3", "--out", tmp_path / "run", "--iterations", 1,
+                     "--no-progress", *MODEL)
+    assert result.code == 1 and "Traceback" not in result.err
+    assert "bad parameters {'partz': 3}" in result.err
 
 
 def test_saved_scenes_store_the_family_defaults_as_gqn_render_does(tmp_path):
@@ -68,18 +68,18 @@ def test_saved_scenes_store_the_family_defaults_as_gqn_render_does(tmp_path):
     saved, run = tmp_path / "saved", tmp_path / "run"
     args = ["train", "--render", "shepard-matzler", "--render-size", 16, "--render-views", 4, "--render-workers", 1,
             "--save-rendered", saved, "--batch-size", 2, "--log-every", 1, "--no-progress", *MODEL]
-    gqn(*args, "--out", run, "--iterations", 1, check=True)
-    gqn("render", "shepard-matzler", "--scenes", 2, "--size", 16, "--views", 4, "--out", tmp_path / "render",
-        "--workers", 1, "--no-progress", check=True)
+    run_cli(*args, "--out", run, "--iterations", 1, check=True)
+    run_cli("render", "shepard-matzler", "--scenes", 2, "--size", 16, "--views", 4, "--out", tmp_path / "render",
+            "--workers", 1, "--no-progress", check=True)
     with Dataset(saved) as ds, Dataset(tmp_path / "render") as reference:
         stored, expected = ds.params, reference.params
     del expected["scenes"]  # a training run decides how many as it goes
     assert stored == expected and stored["parts"] == 5
-    result = gqn(*args, "--out", run, "--iterations", 2, "--resume", "--render-param", "parts=5")
-    assert result.returncode == 0, result.stderr
+    result = run_cli(*args, "--out", run, "--iterations", 2, "--resume", "--render-param", "parts=5")
+    assert result.code == 0, result.err
     with Dataset(saved) as ds:
         assert ds.num_scenes == 4 and ds.params == stored
-    result = gqn(*args, "--out", tmp_path / "run7", "--iterations", 1, "--render-param", "parts=7")
+    result = run_cli(*args, "--out", tmp_path / "run7", "--iterations", 1, "--render-param", "parts=7")
     assert_one_line_error(result, f"{saved} already holds a dataset written with other parameters",
                           "use a new --save-rendered directory")
-    assert "--out" not in result.stderr
+    assert "--out" not in result.err

@@ -7,11 +7,8 @@ The tests synchronise on files and on the locks themselves; where two jobs race,
 and the test checks that each gives a consistent result.
 """
 import filecmp
-import signal
 import subprocess
 import sys
-import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -19,11 +16,10 @@ import pytest
 from gqn.converters.datasets import record_file_name
 from gqn.ownership import OwnershipError, release_output
 from gqn.shards import Dataset, ShardWriter, claim_output, shard_name
-from tests.helpers import assert_one_line_error, listing
+from tests.helpers import Result, assert_one_line_error, finish, listing, paused, run_cli, start_gqn, wait_until
 from tests.model_data import write_dataset
 from tests.tfrecord_data import write_files
 
-GQN = Path(sys.executable).with_name("gqn")
 SM5 = "shepard_metzler_5_parts"
 
 
@@ -32,92 +28,70 @@ def render_args(out, scenes, per_shard, seed=3, *extra):
             "--views", 3, "--seed", seed, "--workers", 1, "--no-progress", "--out", out, *extra]
 
 
-def start(*args) -> subprocess.Popen:
-    return subprocess.Popen([GQN, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def finish(proc: subprocess.Popen) -> subprocess.CompletedProcess:
-    out, err = proc.communicate(timeout=300)
-    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
-
-
 def wait_for(condition, proc: subprocess.Popen, timeout: float = 120.0) -> None:
-    """Poll until ``condition()`` holds or ``proc`` has ended (it may finish first on a fast machine)."""
-    deadline = time.monotonic() + timeout
-    while not condition() and proc.poll() is None:
-        assert time.monotonic() < deadline, "the job never got there"
-        time.sleep(0.005)
-
-
-@contextmanager
-def paused(proc: subprocess.Popen):
-    """``proc`` stopped (SIGSTOP) inside the block: a job that surely is still running, holding its locks."""
-    proc.send_signal(signal.SIGSTOP)  # a no-op if it has ended
-    try:
-        yield
-    finally:
-        proc.send_signal(signal.SIGCONT)
+    """Wait until ``condition()`` holds or ``proc`` has ended (it may finish first on a fast machine)."""
+    wait_until(lambda: condition() or proc.poll() is not None, timeout, "the job to get there")
 
 
 def writing(directory) -> bool:
     return Path(directory).is_dir() and any(name.endswith(".tmp") for name in listing(directory))
 
 
-def one_line(result: subprocess.CompletedProcess, *fragments: str) -> None:
-    assert result.returncode == 1, result.stderr
+def one_line(result: Result, *fragments: str) -> None:
+    assert result.code == 1, result.err
     assert_one_line_error(result, *fragments)
-    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert len(result.err.strip().splitlines()) == 1, result.err
 
 
 # ---- gqn render ----------------------------------------------------------------------------------------
 
 def test_renders_with_other_parameters_into_one_directory_one_is_refused(tmp_path):
     out = tmp_path / "out"
-    jobs = {seed: start(*render_args(out, 40, 4, seed)) for seed in (1, 2)}
+    jobs = {seed: start_gqn(*render_args(out, 40, 4, seed)) for seed in (1, 2)}
     results = {seed: finish(proc) for seed, proc in jobs.items()}
-    winners = [seed for seed, result in results.items() if result.returncode == 0]
-    assert len(winners) == 1, {seed: r.stderr for seed, r in results.items()}
+    winners = [seed for seed, result in results.items() if result.code == 0]
+    assert len(winners) == 1, {seed: r.err for seed, r in results.items()}
     (loser,) = set(results) - set(winners)
     # refused while the other runs, or (had it finished already) because of its shards
     one_line(results[loser], str(out), "other parameters", "shepard-matzler: {", "use a new --out directory")
-    assert "Traceback" not in results[winners[0]].stderr
+    assert "Traceback" not in results[winners[0]].err
     # the winner's dataset, whole: the refused job wrote nothing and deleted nothing
     assert listing(out) == [shard_name(k) for k in range(10)]
     with Dataset(out) as dataset:
         assert len(dataset) == 40 and dataset.params["seed"] == winners[0]
-    info = subprocess.run([GQN, "info", str(out)], capture_output=True, text=True)
-    assert info.returncode == 0, info.stderr
+    info = run_cli("info", out)
+    assert info.code == 0, info.err
 
 
 def test_the_same_render_started_twice_never_breaks_the_first(tmp_path):
     out = tmp_path / "out"
     args = render_args(out, 600, 20)
-    first = start(*args)
+    first = start_gqn(*args)
     wait_for(lambda: writing(out), first)  # the first is writing a shard
     with paused(first):  # so that it surely still runs while the others start
         before = listing(out)
-        second = finish(start(*args))
-        other = finish(start(*render_args(out, 600, 20, 4)))  # another seed
-        if second.returncode:  # the usual case: the first was still running
+        second = finish(start_gqn(*args))
+        other = finish(start_gqn(*render_args(out, 600, 20, 4)))  # another seed
+        if second.code:  # the usual case: the first was still running
             one_line(second, f"{out}: shard ", "is being written by another running job; run one job per output "
                      "directory, or split the work with --shard K/N")
             assert listing(out) == before  # it wrote and deleted nothing
         else:  # the first had finished its shards before it was paused: nothing left to do
-            assert "nothing to do" in second.stderr
+            assert "nothing to do" in second.err
         one_line(other, str(out), "other parameters", "use a new --out directory")
     first = finish(first)
-    assert first.returncode == 0, first.stderr
-    assert "Error" not in first.stderr and "Traceback" not in first.stderr
+    assert first.code == 0, first.err
+    assert "Error" not in first.err and "Traceback" not in first.err
     assert listing(out) == [shard_name(k) for k in range(30)]
     with Dataset(out) as dataset:
         assert len(dataset) == 600 and dataset.params["seed"] == 3
 
 
 def test_four_parts_started_at_once_equal_one_run(tmp_path):
-    parts = [start(*render_args(tmp_path / "parts", 20, 2, 3, "--shard", f"{k}/4")) for k in range(4)]
-    whole = start(*render_args(tmp_path / "whole", 20, 2))
+    parts = [start_gqn(*render_args(tmp_path / "parts", 20, 2, 3, "--shard", f"{k}/4")) for k in range(4)]
+    whole = start_gqn(*render_args(tmp_path / "whole", 20, 2))
     for result in map(finish, parts + [whole]):
-        assert result.returncode == 0, result.stderr
+        assert result.code == 0, result.err
     names = listing(tmp_path / "whole")
     assert names == [shard_name(k) for k in range(10)] and listing(tmp_path / "parts") == names
     different = [n for n in names if not filecmp.cmp(tmp_path / "parts" / n, tmp_path / "whole" / n, shallow=False)]
@@ -260,10 +234,10 @@ def convert_args(src, out, per_shard):
 
 def test_converts_with_other_parameters_into_one_output_one_is_refused(records, tmp_path):
     out = tmp_path / "out"
-    jobs = {per_shard: start(*convert_args(records, out, per_shard)) for per_shard in (10, 20)}
+    jobs = {per_shard: start_gqn(*convert_args(records, out, per_shard)) for per_shard in (10, 20)}
     results = {per_shard: finish(proc) for per_shard, proc in jobs.items()}
-    winners = [k for k, result in results.items() if result.returncode == 0]
-    assert len(winners) == 1, {k: r.stderr for k, r in results.items()}
+    winners = [k for k, result in results.items() if result.code == 0]
+    assert len(winners) == 1, {k: r.err for k, r in results.items()}
     (loser,) = set(results) - set(winners)
     one_line(results[loser], f"{out / 'train'}", "other parameters", "use a new OUT directory")
     assert listing(out / "train") == [shard_name(k) for k in range(300 // winners[0])]
@@ -273,18 +247,18 @@ def test_converts_with_other_parameters_into_one_output_one_is_refused(records, 
 
 def test_the_same_convert_started_twice(records, tmp_path):
     out = tmp_path / "out"
-    first = start(*convert_args(records, out, 10))
+    first = start_gqn(*convert_args(records, out, 10))
     wait_for(lambda: writing(out / "train"), first)
     with paused(first):
         before = listing(out / "train")
-        second = finish(start(*convert_args(records, out, 10)))
-        if second.returncode:
+        second = finish(start_gqn(*convert_args(records, out, 10)))
+        if second.code:
             one_line(second, f"{out / 'train'}: shard ", "is being written by another running job; run one job "
                      "per output directory")
             assert listing(out / "train") == before
-        assert "Traceback" not in second.stderr
+        assert "Traceback" not in second.err
     first = finish(first)
-    assert first.returncode == 0, first.stderr
+    assert first.code == 0, first.err
     assert listing(out / "train") == [shard_name(k) for k in range(30)]
     with Dataset(out / "train") as dataset:
         assert len(dataset) == 300
@@ -293,10 +267,10 @@ def test_the_same_convert_started_twice(records, tmp_path):
 def test_exports_with_other_parameters_into_one_output_one_is_refused(tmp_path):
     data = write_dataset(tmp_path / "data", scenes=40, views=3, size=16, per_shard=10)
     out = tmp_path / "tf"
-    jobs = {n: start("export", "tfrecord", data, out, "--records-per-file", n, "--no-progress") for n in (4, 5)}
+    jobs = {n: start_gqn("export", "tfrecord", data, out, "--records-per-file", n, "--no-progress") for n in (4, 5)}
     results = {n: finish(proc) for n, proc in jobs.items()}
-    winners = [n for n, result in results.items() if result.returncode == 0]
-    assert len(winners) == 1, {n: r.stderr for n, r in results.items()}
+    winners = [n for n, result in results.items() if result.code == 0]
+    assert len(winners) == 1, {n: r.err for n, r in results.items()}
     (loser,) = set(results) - set(winners)
     one_line(results[loser], str(out), "other parameters")
     files = 40 // winners[0]

@@ -1,7 +1,5 @@
 """Cross-check against pyrender's own renderer (its own module: pyrender's delete() terminates the EGL
 display, which would invalidate renderers that other tests keep open)."""
-import numpy as np
-
 from gqn.renderer import camera
 from gqn.renderer.families.shepard_matzler import HALF_EXTENT, ShepardMatzler
 from gqn.renderer.tiled import TiledRenderer

@@ -11,7 +11,7 @@ from gqn.renderer.families.rooms import SHAPES, Rooms, shape_mesh
 from gqn.renderer.stream import RenderConfig
 from gqn.renderer.scene import Instances
 from gqn.shards import Dataset
-from tests.helpers import assert_one_line_error, color_of, family_renderer, gqn, unlit
+from tests.helpers import assert_one_line_error, color_of, family_renderer, run_cli, unlit
 
 SIZE = 32
 TOP_DOWN = [[0.0, 6.0, 0.0, 0.0, -np.pi / 2 + 1e-4]]  # above the room centre, looking straight down
@@ -198,7 +198,7 @@ def test_bad_parameters_are_refused():
     (["--objects", "0"], "1 <= MIN <= MAX"),
 ])
 def test_bad_cli_arguments_give_one_line_errors(tmp_path, args, message):
-    assert_one_line_error(gqn("render", "rooms", "--out", tmp_path / "x", *args), message)
+    assert_one_line_error(run_cli("render", "rooms", "--out", tmp_path / "x", *args), message)
     assert not (tmp_path / "x").exists()
 
 
@@ -206,9 +206,9 @@ def test_online_training_renders_and_saves_rooms_free(tmp_path):
     train = ["train", "--render", "rooms", "--render-size", 16, "--render-views", 3, "--render-workers", 1,
              "--iterations", 2, "--batch-size", 2, "--hidden", 8, "--steps", 2, "--canvas", 8, "--r-channels", 8,
              "--representation", "pool", "--no-progress"]
-    gqn(*train, "--render-param", "camera=free", "--save-rendered", tmp_path / "saved", "--out", tmp_path / "run",
-        check=True)
+    run_cli(*train, "--render-param", "camera=free", "--save-rendered", tmp_path / "saved", "--out", tmp_path / "run",
+            check=True)
     with Dataset(tmp_path / "saved") as ds:
         assert ds.family == "rooms-free" and ds.num_scenes == 4
-    result = gqn(*train, "--render-param", "camera=sideways", "--out", tmp_path / "bad")
+    result = run_cli(*train, "--render-param", "camera=sideways", "--out", tmp_path / "bad")
     assert_one_line_error(result, "camera must be one of ring, free")

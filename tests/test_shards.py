@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import simplejpeg
 
-from gqn import shards
+from gqn import encodings, shards
 from gqn.ownership import release_output
 from gqn.shards import Dataset, ShardError, ShardWriter, claim_output, read_attrs, viewpoints_from_cameras
-from tests.helpers import assert_one_line_error, gqn, listing
+from tests.helpers import assert_one_line_error, listing, run_cli
 
 PARAMS = {"size": 8, "views": 3}
 
@@ -125,7 +125,7 @@ def test_claim_output_only_removes_its_own_temporary_files(tmp_path):
 
 def test_unknown_compression():
     with pytest.raises(ShardError, match="unknown compression"):
-        shards._filter_args("zstd")
+        encodings.compression_filter("zstd")
 
 
 @pytest.mark.parametrize("compression", ["none", "gzip-1", "gzip-9"])
@@ -134,11 +134,11 @@ def test_pre_encoded_chunks_read_back_as_the_images(tmp_path, compression):
     cameras = np.zeros((3, 3, 5), np.float32)
     with ShardWriter(tmp_path, 0, 3, 3, 8, family="t", scenes_per_shard=3, params={},
                      compression=compression) as w:
-        w.write(None, cameras, encoded=shards.encode_images(images, compression))
+        w.write(None, cameras, encoded=encodings.encode_images(images, compression))
         w.commit()
     with Dataset(tmp_path) as ds:
         np.testing.assert_array_equal(ds.read(0, 3)["images"], images)
-    assert shards.encode_images(images, "lzf") is None
+    assert encodings.encode_images(images, "lzf") is None
 
 
 def test_shard_sequence_splits_blocks_at_shard_boundaries(tmp_path):
@@ -181,8 +181,8 @@ def test_missing_shard_between_others_is_refused(tmp_path):
     with pytest.raises(ShardError) as error:
         Dataset(data)
     assert str(error.value) == f"{data}: shard 000001.h5 is missing (scenes 4..7 between 000000.h5 and 000002.h5)"
-    assert_one_line_error(gqn("info", data), "shard 000001.h5 is missing")
-    result = gqn("train", data, "--out", tmp_path / "run", "--iterations", 1, "--no-progress")
+    assert_one_line_error(run_cli("info", data), "shard 000001.h5 is missing")
+    result = run_cli("train", data, "--out", tmp_path / "run", "--iterations", 1, "--no-progress")
     assert_one_line_error(result, "shard 000001.h5 is missing")
     assert not (tmp_path / "run" / "snapshot.npz").exists()
 
@@ -193,7 +193,7 @@ def test_duplicated_shard_is_refused(tmp_path):
     with pytest.raises(ShardError, match=r"000003\.h5: holds scenes 0\.\.3, those of 000000\.h5, which is also "
                                          r"present: a duplicated shard"):
         Dataset(tmp_path)
-    assert_one_line_error(gqn("info", tmp_path), "000003.h5: holds scenes 0..3", "duplicated shard")
+    assert_one_line_error(run_cli("info", tmp_path), "000003.h5: holds scenes 0..3", "duplicated shard")
     (tmp_path / "000000.h5").unlink()
     with pytest.raises(ShardError, match=r"000003\.h5: holds scenes 0\.\.3, those of 000000\.h5: a renamed"):
         Dataset(tmp_path)
@@ -240,9 +240,9 @@ def test_corrupt_image_chunk_names_shard_and_scene(tmp_path):
             ds.read_views(6, [0, 2])
         assert ds.read_views(5, [1])["images"].shape == (1, 8, 8, 3)  # the other scenes still read
         assert ds.read(0, 8, names=("cameras",))["cameras"].shape == (8, 3, 5)
-    result = gqn("info", tmp_path, "--preview", tmp_path / "p.png", "--preview-scenes", 8)
+    result = run_cli("info", tmp_path, "--preview", tmp_path / "p.png", "--preview-scenes", 8)
     assert_one_line_error(result, "000001.h5: scene 6 (scene 2 of this shard) cannot be read")
-    result = gqn("export", "tfrecord", tmp_path, tmp_path / "tf", "--no-progress")
+    result = run_cli("export", "tfrecord", tmp_path, tmp_path / "tf", "--no-progress")
     assert_one_line_error(result, "000001.h5: scene 6 (scene 2 of this shard) cannot be read")
     assert not list((tmp_path / "tf").glob("*.tfrecord*"))  # no partial TFRecord file is left behind
 
@@ -340,6 +340,6 @@ def test_corrupt_jpeg_in_a_jpeg_shard_names_shard_and_scene(tmp_path):
             ds.read_views(6, [2, 1])
         assert ds.read_views(6, [0, 2])["images"].shape == (2, 16, 16, 3)  # the other views still decode
         assert ds.read(7, 8)["images"].shape == (1, 3, 16, 16, 3)
-    result = gqn("info", tmp_path, "--preview", tmp_path / "p.png", "--preview-scenes", 8)
+    result = run_cli("info", tmp_path, "--preview", tmp_path / "p.png", "--preview-scenes", 8)
     assert_one_line_error(result, "000001.h5: scene 6 (scene 2 of this shard) cannot be read: view 1 is not")
-    assert result.stderr.count("\n") == 1
+    assert result.err.count("\n") == 1

@@ -98,22 +98,22 @@ def train_args(data, out):
 def test_kill_9_of_the_command_leaves_no_process_behind(job, train_data, tmp_path):
     out = tmp_path / "out"
     args, ready = (render_args(out), _rendering) if job == "render" else (train_args(train_data, out), _training)
-    result = signal_when(args, out, ready, sig=signal.SIGKILL, whole_group=False)
-    assert result.returncode == -signal.SIGKILL
-    assert group_gone(result.pid), f"worker processes of gqn {job} outlived it"
+    result, group = signal_when(args, out, ready, sig=signal.SIGKILL, whole_group=False)
+    assert result.code == -signal.SIGKILL
+    assert group_gone(group), f"worker processes of gqn {job} outlived it"
 
 
 @pytest.mark.parametrize("job", ["render", "train"])
 def test_sigterm_stops_cleanly_with_status_143(job, train_data, tmp_path):
     out = tmp_path / "out"
     args, ready = (render_args(out), _rendering) if job == "render" else (train_args(train_data, out), _training)
-    result = signal_when(args, out, ready, sig=signal.SIGTERM, whole_group=False)
-    assert result.returncode == 143, result.stderr
-    assert "Traceback" not in result.stderr and "leaked" not in result.stderr, result.stderr
-    last = result.stderr.strip().splitlines()[-1]
+    result, group = signal_when(args, out, ready, sig=signal.SIGTERM, whole_group=False)
+    assert result.code == 143, result.err
+    assert "Traceback" not in result.err and "leaked" not in result.err, result.err
+    last = result.err.strip().splitlines()[-1]
     if job == "render":
         assert last == "Interrupted; complete shards are kept: re-run the same command to resume."
         assert not [p.name for p in out.iterdir() if p.name.endswith(".tmp")]
     else:
         assert last.startswith("Interrupted after iteration") and "--resume" in last
-    assert group_gone(result.pid)
+    assert group_gone(group)
