@@ -30,14 +30,20 @@ class FamilyRow:
     command: str    # gqn render COMMAND
     args: tuple     # its options
     params: dict    # the same as family parameters (for the in-process profile)
-    views: int      # the family's default views
+
+    @property
+    def views(self) -> int:
+        """The family's default views (its declaration in the registry)."""
+        from gqn.renderer.families import family_spec
+
+        return family_spec(self.command).views
 
 
 FAMILY_ROWS = (
-    FamilyRow("shepard-matzler", "shepard-matzler", ("--parts", "5"), {"parts": 5}, 15),
-    FamilyRow("rooms-ring", "rooms", ("--camera", "ring"), {"camera": "ring"}, 10),
-    FamilyRow("rooms-free", "rooms", ("--camera", "free"), {"camera": "free"}, 10),
-    FamilyRow("mnist-dice", "mnist-dice", (), {}, 10),
+    FamilyRow("shepard-matzler", "shepard-matzler", ("--parts", "5"), {"parts": 5}),
+    FamilyRow("rooms-ring", "rooms", ("--camera", "ring"), {"camera": "ring"}),
+    FamilyRow("rooms-free", "rooms", ("--camera", "free"), {"camera": "free"}),
+    FamilyRow("mnist-dice", "mnist-dice", (), {}),
 )
 SM = FAMILY_ROWS[0]
 
