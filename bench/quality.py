@@ -34,6 +34,7 @@ OBJECTIVES = {   # objective -> its own options (the paper schedule and its sigm
     "fixed-sigma": ["--objective", "fixed-sigma", "--sigma", "0.25", "--kl-warmup", "1000"],
     "calibrated": ["--objective", "calibrated"],
     "geco": ["--objective", "geco"],
+    "geco-kappa015": ["--objective", "geco", "--geco-kappa", "0.015"],  # κ above the regression's error
 }
 REPORTED = ("prediction_mse", "mean_image_mse", "nearest_view_mse", "prediction_ratio", "bits_per_pixel", "kl",
             "mse", "sigma", "neg_elbo")
