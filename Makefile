@@ -52,7 +52,7 @@ bench: $(STAMP)
 # What each training objective learns in 10 minutes, then 30 for the two best (about 1 h 40 min; quiet machine).
 quality: $(STAMP)
 	$(PY) bench/quality.py --minutes 10
-	$(PY) bench/quality.py --minutes 30 --objectives paper,fixed-sigma
+	$(PY) bench/quality.py --minutes 30 --objectives paper,paper-context5
 
 clean:
 	rm -rf $(VENV) $(DEMO) bench-quality *.egg-info
