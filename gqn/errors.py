@@ -1,4 +1,4 @@
-"""The toolkit's user-facing error type: the CLI prints its message as one line and exits non-zero."""
+"""The toolkit's user-facing error types: the CLI prints their message as one line and exits non-zero."""
 
 
 class GqnError(Exception):
