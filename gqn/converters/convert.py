@@ -31,7 +31,7 @@ from gqn.converters.datasets import (CONVERT_COMPRESSION, CONVERT_IMAGES, DATASE
                                      file_sort_key, infer_dataset)
 from gqn.converters.example import ExampleError, parse_scene
 from gqn.converters.tfrecord import RecordError, RecordReader
-from gqn.encodings import IMAGE_ENCODINGS, decode_jpeg, encode_images
+from gqn.encodings import IMAGE_ENCODINGS, decode_jpeg, encode_images, jpeg_header_size
 from gqn.errors import GqnError
 from gqn.ownership import release_output
 from gqn.shards import ShardWriter, claim_output, read_attrs, shard_name
@@ -179,10 +179,7 @@ def decode_frame(data: bytes, out: np.ndarray, view: int) -> None:
     try:
         shape = decode_jpeg(data, out)
     except ValueError as e:
-        try:
-            shape = simplejpeg.decode_jpeg_header(data)[:2]
-        except ValueError:
-            shape = None
+        shape = jpeg_header_size(data)
         if shape is None or shape[:2] == out.shape[:2]:
             raise ExampleError(f"frame {view} is not a decodable JPEG image ({e})") from None
     _check_frame_size(shape, out.shape, view)
