@@ -353,7 +353,8 @@ def convert():
 @click.option("--dataset", type=click.Choice(sorted(DATASETS)), default=None,
               help="Which DeepMind dataset [default: the one named in SRC's path].")
 @click.option("--workers", type=click.IntRange(1), default=None,
-              help="Record-parsing (with --images raw: JPEG-decoding) processes [default: all cores].")
+              help="Processes converting whole shards (reading, checking, with --images raw decoding, "
+                   "writing) [default: all cores].")
 @click.option("--scenes-per-shard", type=click.IntRange(1), default=2000, show_default=True)
 @click.option("--images", type=_LazyChoice(lambda: _encodings("IMAGE_ENCODINGS")), default=CONVERT_IMAGES,
               show_default=True,

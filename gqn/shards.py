@@ -74,7 +74,8 @@ class ShardWriter:
 
     Use as a context manager; leaving the block without ``commit`` (an exception, Ctrl-C) removes the
     temporary file, so no ``NNNNNN.h5`` is ever partial. With ``open_ended``, ``num_scenes`` is an upper
-    bound and ``commit`` keeps the scenes written so far (for a stream whose length is not known ahead).
+    bound and ``commit`` keeps the scenes written so far, even none (for a stream whose length is not known
+    ahead, or a converted shard whose records were all corrupt).
     With ``image_encoding="jpeg"`` (format version 2, no compression) scenes come as JPEG frames
     (``write(None, cameras, encoded=[[V frames] per scene])``) and are stored as they are.
     """
@@ -83,7 +84,7 @@ class ShardWriter:
                  *, family: str, scenes_per_shard: int, params: Mapping, compression: str = DEFAULT_COMPRESSION,
                  seed: int | None = None, source: str | None = None,
                  extras: Mapping[str, tuple[tuple, str]] | None = None, open_ended: bool = False,
-                 image_encoding: str = "raw"):
+                 image_encoding: str = "raw", held_by_parent: bool = False):
         height, width = (size, size) if isinstance(size, int) else size
         if image_encoding not in IMAGE_ENCODINGS:
             raise ShardError(f"unknown image encoding {image_encoding!r}; choose from {', '.join(IMAGE_ENCODINGS)}")
@@ -101,8 +102,11 @@ class ShardWriter:
         self.compression = compression
         self.open_ended = open_ended
         filters = compression_filter(compression)
-        self._release = hold_item(self.directory, index, f"{self.directory}: shard {shard_name(index)} is being "
-                                  "written by another running job; run one job per output directory")  # until commit or abort: no other process writes it
+        # until commit or abort: no other process writes it. A worker process writing for its parent's
+        # claim_output (held_by_parent) relies on the parent's lock, which lasts as long as the worker can
+        self._release = (lambda: None) if held_by_parent else hold_item(
+            self.directory, index, f"{self.directory}: shard {shard_name(index)} is being written by another "
+            "running job; run one job per output directory")
         try:
             self._file = h5py.File(self.tmp_path, "w", libver="latest")
         except OSError as e:
@@ -221,13 +225,16 @@ class ShardWriter:
                 piece.release()
         del self._jpeg[:done]
 
-    def set_source(self, source: str) -> None:
-        """Set the ``source`` attribute (a converter may learn a shard's inputs only while writing it)."""
+    def set_source(self, source: str, skipped: int = 0) -> None:
+        """Set the ``source`` attribute (a converter may learn a shard's inputs only while writing it), and
+        ``skipped_records``: the records of that source left out as corrupt, one scene number each."""
         self._file.attrs["source"] = source
+        if skipped:
+            self._file.attrs["skipped_records"] = skipped
 
     def commit(self) -> Path:
         if self.written != self.num_scenes:
-            if not (self.open_ended and self.written):
+            if not self.open_ended:
                 raise ShardError(f"shard {self.index}: {self.written} of {self.num_scenes} scenes written")
         try:
             if self.image_encoding == "jpeg":
@@ -409,7 +416,9 @@ class Dataset:
             n, views, height, width, _ = attrs["_shapes"]["images"]
             self._shards.append(_Shard(path, total, n))
             total += n
-            claims.append((path, int(attrs["first_scene"]), n, int(attrs["scenes_per_shard"])))
+            # a converted shard's skipped corrupt records keep their scene numbers
+            numbers = n + int(attrs.get("skipped_records", 0))
+            claims.append((path, int(attrs["first_scene"]), numbers, int(attrs["scenes_per_shard"])))
         check_scene_ranges(self.directory, claims)
         self.attrs = first_attrs
         self.num_scenes = total

@@ -206,6 +206,19 @@ def test_skip_corrupt_converts_the_rest(sm5, tmp_path):
     data, _ = read_all(tmp_path / "out" / "train")
     assert len(data["images"]) == 11  # 2 + 2 + 2 good records of the bad files, then 5 more
     assert np.array_equal(data["cameras"][6:], np.stack([s.cameras for s in scenes["train"][:5]]))
+    # shard k holds records 4k..4k+3 of the split (3 + 3 + 2 + 5 after the truncated file's end), less the
+    # skipped ones, which keep their scene numbers
+    train = tmp_path / "out" / "train"
+    shards = {}
+    for path in sorted(train.glob("*.h5")):
+        with h5py.File(path) as f:
+            shards[path.name] = (int(f.attrs["first_scene"]), len(f["cameras"]), int(f.attrs.get("skipped_records", 0)))
+    assert shards == {"000000.h5": (0, 3, 1), "000001.h5": (4, 3, 1), "000002.h5": (8, 4, 0), "000003.h5": (12, 1, 0)}
+    before = (train / "000001.h5").read_bytes()
+    (train / "000001.h5").unlink()  # a shard missing between complete ones: the re-run writes just that one
+    code, out, _ = convert(tmp_path / SM5, tmp_path / "out", "--skip-corrupt", "--scenes-per-shard", "4")
+    assert code == 0 and "train: 3 scenes" in out and "3 kept from an earlier run" in out
+    assert (train / "000001.h5").read_bytes() == before
 
 
 def test_skip_corrupt_handles_huge_lengths_and_bad_cameras(sm5, tmp_path):

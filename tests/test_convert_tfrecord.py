@@ -97,6 +97,30 @@ def test_truncated_file(tmp_path, cut, message):
         list(RecordReader(path, start=2))
 
 
+@pytest.mark.parametrize("compress", [False, True])
+def test_offsets_from_headers_then_reading_a_range_from_one(tmp_path, compress):
+    records = [bytes([65 + i]) * (10 + 7 * i) for i in range(6)]
+    path = tmp_path / "r.tfrecord"
+    with RecordWriter(path, compress=compress) as writer:
+        for record in records:
+            writer.write(record)
+    with RecordReader(path) as reader:
+        offsets, error = reader.offsets()
+    assert error is None and offsets == np.cumsum([0] + [16 + len(r) for r in records]).tolist()
+    with RecordReader(path, 2, offset=offsets[2], stop=4) as reader:
+        assert list(reader) == [(2, records[2]), (3, records[3])]
+    with RecordReader(path, 5, offset=offsets[5]) as reader:
+        assert list(reader) == [(5, records[5])]
+
+
+def test_offsets_of_a_truncated_file_end_at_the_last_whole_record(tmp_path):
+    path = write_raw(tmp_path / "t.tfrecord", [b"x" * 20, b"y" * 20, b"z" * 20])
+    path.write_bytes(path.read_bytes()[:2 * len(framed(b"x" * 20)) + 30])
+    with RecordReader(path) as reader:
+        offsets, error = reader.offsets()
+    assert offsets == [0, 36, 72] and error.fatal and "record 2: truncated file" in str(error)
+
+
 def test_length_crc_mismatch_ends_the_file(tmp_path):
     path = write_raw(tmp_path / "e.tfrecord", [b"x", b"y", b"z"])
     raw = bytearray(path.read_bytes())

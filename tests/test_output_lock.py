@@ -247,9 +247,9 @@ def test_converts_with_other_parameters_into_one_output_one_is_refused(records, 
 
 def test_the_same_convert_started_twice(records, tmp_path):
     out = tmp_path / "out"
-    first = start_gqn(*convert_args(records, out, 10))
+    first = start_gqn(*convert_args(records, out, 10), start_new_session=True)
     wait_for(lambda: writing(out / "train"), first)
-    with paused(first):
+    with paused(first, group=True):  # its workers too: they write the shards
         before = listing(out / "train")
         second = finish(start_gqn(*convert_args(records, out, 10)))
         if second.code:

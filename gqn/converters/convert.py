@@ -1,23 +1,25 @@
-"""``gqn convert tfrecord``: DeepMind GQN TFRecords into gqn shards, with JPEG decoding in worker processes.
+"""``gqn convert tfrecord``: DeepMind GQN TFRecords into gqn shards, each shard written by one worker process.
 
-Pipeline: the main process reads the records in order (framing and CRC checks), hands chunks of raw records
-to the shared worker pool (``gqn.workers``), whose processes parse the Examples and decode the frames with libjpeg-turbo into one
-of a few shared-memory slots, and writes the decoded slots to shards in order. Memory is bounded
-by the slots (a few MB each), whatever the size of the input. With ``images="jpeg"`` (the default) the
-workers parse and check each record (frame count, each JPEG header's size, finite cameras) without decoding
-pixels and send back the JPEG frames, which the shards store as they came (format version 2, ``gqn.shards``).
+Plan: the workers read every input file's record headers (``RecordReader.offsets``: framing and length CRCs,
+no data) and the main process cuts the split's records, files in index order (``{i}-of-{n}``) and records in
+file order, into shards of ``scenes_per_shard`` consecutive records: shard ``k`` holds records
+``k*S .. (k+1)*S-1`` of the split. Then each worker converts whole shards on its own: it reads the records
+(data CRCs), parses and checks each scene (frame count, JPEG header sizes, finite cameras), decodes the frames
+with libjpeg-turbo for ``images="raw"`` or keeps each JPEG file as it came for ``images="jpeg"`` (format
+version 2, ``gqn.shards``), writes the shard and commits it. The main process only plans and reports, so no
+pixels travel between processes, shard contents do not depend on the number of workers, and memory is a
+block of scenes per worker whatever the input size.
 
-Scene order is deterministic: files in index order (``{i}-of-{n}``), records in file order; scene ``k`` of
-a split is its ``k``-th good record. Each shard's ``source`` attribute lists the file ranges it holds
-(JSON: ``[{"file": NAME, "records": [FIRST, STOP]}, ...]``); a re-run into the same output continues after
-the last complete shard, so an interrupted conversion never duplicates or drops a record.
+Each shard's ``source`` attribute lists the file ranges it holds (JSON: ``[{"file": NAME, "records": [FIRST,
+STOP]}, ...]``). A corrupt record skipped with ``--skip-corrupt`` leaves its shard a scene short (the count is
+the shard's ``skipped_records`` attribute), so scene numbers stay record numbers. A re-run into the same
+output converts the shards that are missing, so an interrupted conversion never duplicates or drops a record.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import logging
-import mmap
 import os
 import time
 from dataclasses import dataclass, field
@@ -31,16 +33,16 @@ from gqn.converters.datasets import (CONVERT_COMPRESSION, CONVERT_IMAGES, DATASE
                                      file_sort_key, infer_dataset)
 from gqn.converters.example import ExampleError, parse_scene
 from gqn.converters.tfrecord import RecordError, RecordReader
-from gqn.encodings import IMAGE_ENCODINGS, decode_jpeg, encode_images, jpeg_header_size
+from gqn.encodings import IMAGE_ENCODINGS, decode_jpeg, jpeg_header_size
 from gqn.errors import GqnError
 from gqn.ownership import release_output
-from gqn.shards import ShardWriter, claim_output, read_attrs, shard_name
+from gqn.shards import ShardWriter, claim_output
 from gqn.workers import WorkerPool
 
 logger = logging.getLogger(__name__)  # a record skipped with --skip-corrupt (WARNING)
 
-SLOT_BYTES = 8 << 20  # decoded scenes per worker task: about this many bytes
-MAX_SLOT_RECORDS = 64
+BLOCK_BYTES = 8 << 20  # raw output: scenes decoded and written at a time, about this many bytes
+MAX_BLOCK_SCENES = 64
 
 
 class ConvertError(GqnError):
@@ -159,20 +161,7 @@ def convert_tfrecord(srcs, out, dataset: str | None = None, *, workers: int | No
     return summaries
 
 
-# ---- worker processes: parse Examples and decode frames into a shared slot ----
-
-@dataclass
-class _WorkerState:
-    slots: list[np.ndarray]  # raw images: the shared slots decoded scenes go to
-    compression: str
-    images: str  # the image encoding
-    views: int
-    size: int
-
-
-def _worker_state(state: _WorkerState) -> _WorkerState:
-    return state
-
+# ---- checking and decoding one record ----
 
 def decode_frame(data: bytes, out: np.ndarray, view: int) -> None:
     """Decode one JPEG frame into ``out`` (H, W, 3); a non-JPEG or a frame of another size raises."""
@@ -222,202 +211,189 @@ def decode_scene(data: bytes, out: np.ndarray) -> np.ndarray:
     return cameras
 
 
-def _check_chunk(state: _WorkerState, records: list[tuple[tuple[int, int], bytes]]):
-    """Jpeg output: check ``records`` ((file, record) position, data) and return, for the good ones, their
-    cameras, positions and JPEG frames (bytes, as they came)."""
-    cameras, good, bad, frames = [], [], [], []
-    for position, data in records:
-        try:
-            scene, scene_cameras = parse_checked(data, state.views)
-            for view, frame in enumerate(scene):
-                check_frame(frame, (state.size, state.size), view)
-        except ExampleError as e:
-            bad.append((position, str(e)))
+# ---- the plan: shards as runs of consecutive records ----
+
+@dataclass(frozen=True)
+class _Piece:
+    """Records ``start .. stop-1`` of input file ``file``; record ``start`` begins at byte ``offset`` of the
+    file's (uncompressed) stream."""
+    file: int
+    start: int
+    stop: int
+    offset: int
+
+
+@dataclass(frozen=True)
+class _Shard:
+    index: int
+    pieces: tuple[_Piece, ...]
+    nbytes: int  # bytes of the input files that hold its records, for the progress bar
+
+    @property
+    def records(self) -> int:
+        return sum(piece.stop - piece.start for piece in self.pieces)
+
+
+def plan_shards(offsets: list[list[int]], sizes: list[int], scenes_per_shard: int) -> list[_Shard]:
+    """Cut a split's records, file after file, into shards of ``scenes_per_shard`` consecutive records (the
+    last may hold fewer). ``offsets``: per file, its records' start offsets and the end of the last one
+    (``RecordReader.offsets``); ``sizes``: the files' sizes on disk."""
+    shards, pieces, nbytes, taken = [], [], 0.0, 0
+    for f, (starts, size) in enumerate(zip(offsets, sizes)):
+        scale = size / max(starts[-1], 1)  # bytes on disk per stream byte: below 1 for a GZIP file
+        record = 0
+        while record < len(starts) - 1:
+            stop = min(len(starts) - 1, record + scenes_per_shard - taken)
+            pieces.append(_Piece(f, record, stop, starts[record]))
+            nbytes += (starts[stop] - starts[record]) * scale
+            taken += stop - record
+            record = stop
+            if taken == scenes_per_shard:
+                shards.append(_Shard(len(shards), tuple(pieces), round(nbytes)))
+                pieces, nbytes, taken = [], 0.0, 0
+    if pieces:
+        shards.append(_Shard(len(shards), tuple(pieces), round(nbytes)))
+    return shards
+
+
+# ---- worker processes: each converts whole shards, from reading the records to committing the file ----
+
+@dataclass
+class _Job:
+    """What a worker needs to write any shard of a split (inherited by the forked workers)."""
+    files: list[Path]
+    out: Path
+    family: str
+    params: dict
+    views: int
+    size: int
+    scenes_per_shard: int
+    compression: str
+    images: str  # the image encoding
+    skip_corrupt: bool
+    block: int  # scenes handed to the shard writer at a time
+
+
+def _job(job: _Job) -> _Job:
+    return job
+
+
+def _scan_file(_job: _Job, path: Path) -> tuple[list[int], RecordError | None]:
+    with RecordReader(path) as reader:
+        return reader.offsets()
+
+
+class _Blocks:
+    """Scenes handed to a ``ShardWriter`` a block at a time: jpeg output keeps each record's JPEG frames as
+    they came (after checking them), raw output decodes them into a reused buffer."""
+
+    def __init__(self, job: _Job, writer: ShardWriter):
+        self.job, self.writer = job, writer
+        self.images = (np.empty((job.block, job.views, job.size, job.size, 3), np.uint8)
+                       if job.images == "raw" else None)
+        self.cameras, self.frames = [], []
+
+    def add(self, data: bytes) -> None:
+        """Add one serialized scene; ``ExampleError`` if it is not a usable scene of the dataset."""
+        if self.images is None:
+            frames, cameras = parse_checked(data, self.job.views)
+            for view, frame in enumerate(frames):
+                check_frame(frame, (self.job.size, self.job.size), view)
+            self.frames.append(frames)
         else:
-            cameras.append(scene_cameras)
-            good.append(position)
-            frames.append(scene)
-    return np.array(cameras, np.float32), good, bad, frames
+            cameras = decode_scene(data, self.images[len(self.cameras)])
+        self.cameras.append(cameras)
+        if len(self.cameras) == self.job.block:
+            self.flush()
+
+    def flush(self) -> None:
+        n = len(self.cameras)
+        if n:
+            self.writer.write(None if self.images is None else self.images[:n], np.array(self.cameras),
+                              encoded=self.frames or None)
+        self.cameras, self.frames = [], []
 
 
-def _decode_chunk(state: _WorkerState, task: tuple[int, list[tuple[tuple[int, int], bytes]]]):
-    """Decode ``records`` ((file, record) position, data) into slot ``slot``, good scenes first; with a
-    compressed output, also return the good scenes' compressed image chunks (compressing here, in parallel,
-    keeps the writing process free). Jpeg output: no decoding and no slot (``_check_chunk``).
+def _write_shard(job: _Job, shard: _Shard) -> tuple[int, list[RecordError]]:
+    """Convert ``shard``'s records into its file and commit it; returns the scenes written and the corrupt
+    records skipped. Without ``skip_corrupt`` a corrupt record raises ``RecordError`` and leaves no file."""
+    skipped: list[RecordError] = []
+    on_corrupt = skipped.append if job.skip_corrupt else None
+    with ShardWriter(job.out, shard.index, shard.records, job.views, job.size, family=job.family,
+                     scenes_per_shard=job.scenes_per_shard, params=job.params, compression=job.compression,
+                     open_ended=True, image_encoding=job.images, held_by_parent=True) as writer:
+        blocks = _Blocks(job, writer)
+        for piece in shard.pieces:
+            path = job.files[piece.file]
+            with RecordReader(path, piece.start, on_corrupt, offset=piece.offset, stop=piece.stop) as reader:
+                for index, data in reader:
+                    try:
+                        blocks.add(data)
+                    except ExampleError as e:
+                        error = RecordError(path, index, str(e))
+                        if on_corrupt is None:
+                            raise error from None
+                        on_corrupt(error)
+        blocks.flush()
+        writer.set_source(json.dumps([{"file": job.files[p.file].name, "records": [p.start, p.stop]}
+                                      for p in shard.pieces]), skipped=len(skipped))
+        writer.commit()
+    return writer.written, skipped
 
-    Frames are decoded into a small, cache-resident scratch scene that is then copied to the slot in one go:
-    about 3 % faster than decoding into the shared mapping directly.
-    """
-    slot, records = task
-    if state.images == "jpeg":
-        return (slot, *_check_chunk(state, records))
-    compression = state.compression
-    out = state.slots[slot]
-    scratch = np.empty(out.shape[1:], np.uint8)
-    cameras, good, bad = [], [], []
-    for position, data in records:
-        try:
-            cameras.append(decode_scene(data, scratch))
-        except ExampleError as e:
-            bad.append((position, str(e)))
-        else:
-            out[len(good)] = scratch
-            good.append(position)
-    encoded = encode_images(out[:len(good)], compression) if compression != "none" else None
-    return slot, np.array(cameras, np.float32), good, bad, encoded
 
-
-# ---- the main process: read, dispatch, write in order ----
+# ---- the main process: plan, hand shards to the workers, report ----
 
 class _Conversion:
     def __init__(self, info: DatasetInfo, split: str, files: list[Path], out: Path, *, workers: int,
                  scenes_per_shard: int, compression: str, images: str, skip_corrupt: bool, progress: bool):
-        self.info, self.files, self.out = info, files, out
-        self.workers, self.skip_corrupt, self.progress = workers, skip_corrupt, progress
-        self.scenes_per_shard, self.compression, self.images = scenes_per_shard, compression, images
-        self.family = f"deepmind/{info.name}"
+        self.files, self.out, self.workers, self.progress = files, out, workers, progress
+        self.skip_corrupt, self.scenes_per_shard = skip_corrupt, scenes_per_shard
         names = "\n".join(p.name for p in files)
-        self.params = {"dataset": info.name, "split": split, "scenes_per_shard": scenes_per_shard,
-                       "compression": compression, "input_files": len(files),
-                       "input_names_sha1": hashlib.sha1(names.encode()).hexdigest()}
+        params = {"dataset": info.name, "split": split, "scenes_per_shard": scenes_per_shard,
+                  "compression": compression, "input_files": len(files),
+                  "input_names_sha1": hashlib.sha1(names.encode()).hexdigest()}
         if images != "raw":  # raw output keeps the parameters (and bytes) of the converter before --images
-            self.params["images"] = images
+            params["images"] = images
+        record_bytes = info.views * info.size * info.size * 3
+        self.job = _Job(files, out, f"deepmind/{info.name}", params, info.views, info.size, scenes_per_shard,
+                        compression, images, skip_corrupt,
+                        block=max(1, min(MAX_BLOCK_SCENES, BLOCK_BYTES // record_bytes)))
         self.summary = SplitSummary(split, out, len(files))
-        self.record_bytes = info.views * info.size * info.size * 3
-        self.slot_records = max(1, min(MAX_SLOT_RECORDS, SLOT_BYTES // self.record_bytes))
-        self._writer: ShardWriter | None = None
-        self._source: list[dict] = []  # file ranges of the shard being written
 
     def run(self) -> SplitSummary:
-        done = claim_output(self.out, self.family, self.params, option="OUT")
-        self.shard = 0
-        while self.shard in done:
-            self.shard += 1
-        self.summary.resumed_shards = self.summary.shards = self.shard
-        start_file, start_record = self._resume_point()
-        shape = (self.slot_records, self.info.views, self.info.size, self.info.size, 3)
-        slots = [np.frombuffer(mmap.mmap(-1, int(np.prod(shape))), np.uint8).reshape(shape)
-                 if self.images == "raw" else None for _ in range(2 * self.workers + 1)]
-        self._started = time.perf_counter()
-        # forked (before tqdm starts its monitor thread): the workers inherit the slots' shared mappings
-        state = _WorkerState(slots, self.compression, self.images, self.info.views, self.info.size)
-        pool = WorkerPool(self.workers, _worker_state, (state,), start="fork")
-        with pool, \
-                tqdm(total=sum(p.stat().st_size for p in self.files),
-                     initial=sum(p.stat().st_size for p in self.files[:start_file]), unit="B", unit_scale=True,
-                     disable=not self.progress, desc=self.summary.name or "convert", dynamic_ncols=True) as bar:
-            self._bar = bar
-            try:
-                self._pipeline(pool, slots, self._records(start_file, start_record))
-                self._close_shard()
-            finally:
-                if self._writer is not None:
-                    self._writer.abort()
-        self.summary.seconds = time.perf_counter() - self._started
+        done = claim_output(self.out, self.job.family, self.job.params, option="OUT")
+        self.summary.resumed_shards = self.summary.shards = len(done)
+        started = time.perf_counter()
+        # forked before tqdm starts its monitor thread; the workers write shards under this process's claim
+        with WorkerPool(self.workers, _job, (self.job,), start="fork") as pool:
+            todo = [shard for shard in self._plan(pool) if shard.index not in done]
+            total = sum(p.stat().st_size for p in self.files)
+            with tqdm(total=total, initial=total - sum(s.nbytes for s in todo), unit="B", unit_scale=True,
+                      disable=not self.progress, desc=self.summary.name or "convert", dynamic_ncols=True) as bar:
+                for shard, (scenes, skipped) in zip(todo, pool.map(_write_shard, todo)):
+                    for error in skipped:
+                        self._skip(error)
+                    self.summary.scenes += scenes
+                    self.summary.shards += 1
+                    self.summary.bytes_read += shard.nbytes
+                    bar.update(shard.nbytes)
+                    rate = self.summary.scenes / (time.perf_counter() - started)
+                    bar.set_postfix_str(f"{self.summary.scenes} scenes, {rate:.0f} records/s", refresh=False)
+        self.summary.seconds = time.perf_counter() - started
         return self.summary
 
-    def _resume_point(self) -> tuple[int, int]:
-        """(file, record) where scene ``shard * scenes_per_shard`` comes from: after the last kept shard."""
-        if self.shard == 0:
-            return 0, 0
-        attrs = read_attrs(self.out / shard_name(self.shard - 1))
-        if attrs["_shapes"]["images"][0] < self.scenes_per_shard:  # the short last shard: input exhausted
-            return len(self.files), 0
-        last = json.loads(attrs["source"])[-1]
-        return [p.name for p in self.files].index(last["file"]), last["records"][1]
-
-    def _records(self, start_file: int, start_record: int):
-        """((file, record), data) for every readable record from the resume point on, in order."""
-        for f in range(start_file, len(self.files)):
-            path = self.files[f]
-            with RecordReader(path, start_record if f == start_file else 0,
-                              self._skip if self.skip_corrupt else None) as reader:
-                position = reader.position
-                for index, data in reader:
-                    self._advance(reader.position - position)
-                    position = reader.position
-                    yield (f, index), data
-                self._advance(path.stat().st_size - position)
-
-    def _advance(self, nbytes: int) -> None:
-        self.summary.bytes_read += nbytes
-        self._bar.update(nbytes)
+    def _plan(self, pool: WorkerPool) -> list[_Shard]:
+        """Find every record's offset (headers only, on the workers) and cut the records into shards. A
+        file's damaged framing (a truncated file, a corrupt header) ends it there with ``skip_corrupt``."""
+        offsets = []
+        for starts, error in pool.map(_scan_file, self.files):
+            if error is not None:
+                if not self.skip_corrupt:
+                    raise error
+                self._skip(error)
+            offsets.append(starts)
+        return plan_shards(offsets, [p.stat().st_size for p in self.files], self.scenes_per_shard)
 
     def _skip(self, error: RecordError) -> None:
         self.summary.skipped += 1
         logger.warning(f"skipped {error}" + "; rest of the file skipped" * error.fatal)
-
-    def _pipeline(self, pool: WorkerPool, slots, records) -> None:
-        """Decode chunks of records on ``pool`` into ``slots`` (round robin: a slot is taken again only after
-        its result was written) and write the results in order."""
-        failure = []
-
-        def tasks():
-            try:
-                for n, chunk in enumerate(_chunks(records, self.slot_records)):
-                    yield n % len(slots), chunk
-            except RecordError as e:  # the reader runs ahead: write the good scenes read before it first
-                failure.append(e)
-
-        for result in pool.map(_decode_chunk, tasks(), ahead=len(slots) - 1):
-            self._collect(result, slots)
-        if failure:
-            raise failure[0]
-
-    def _collect(self, result, slots) -> int:
-        slot, cameras, good, bad, encoded = result
-        for (f, index), reason in bad:
-            error = RecordError(self.files[f], index, reason)
-            if not self.skip_corrupt:
-                raise error
-            self._skip(error)
-        self._write(None if slots[slot] is None else slots[slot][:len(good)], cameras, good, encoded)
-        return slot
-
-    def _write(self, images: np.ndarray | None, cameras: np.ndarray, positions: list[tuple[int, int]],
-               encoded: list | None) -> None:
-        """Write the good scenes of a chunk: decoded ``images`` (with ``encoded`` their compressed chunks, if
-        any), or for jpeg output ``encoded`` only, the scenes' JPEG frames."""
-        done = 0
-        while done < len(positions):
-            if self._writer is None:
-                self._writer = ShardWriter(self.out, self.shard, self.scenes_per_shard, self.info.views,
-                                           self.info.size, family=self.family,
-                                           scenes_per_shard=self.scenes_per_shard, params=self.params,
-                                           compression=self.compression, open_ended=True,
-                                           image_encoding=self.images)
-            n = min(len(positions) - done, self.scenes_per_shard - self._writer.written)
-            self._writer.write(None if images is None else images[done:done + n], cameras[done:done + n],
-                               encoded=encoded[done:done + n] if encoded else None)
-            for f, index in positions[done:done + n]:
-                name = self.files[f].name
-                if self._source and self._source[-1]["file"] == name:
-                    self._source[-1]["records"][1] = index + 1
-                else:
-                    self._source.append({"file": name, "records": [index, index + 1]})
-            done += n
-            self.summary.scenes += n
-            if self._writer.written == self.scenes_per_shard:
-                self._close_shard()
-        rate = self.summary.scenes / (time.perf_counter() - self._started)
-        self._bar.set_postfix_str(f"{self.summary.scenes} scenes, {rate:.0f} records/s", refresh=False)
-
-    def _close_shard(self) -> None:
-        if self._writer is None:
-            return
-        self._writer.set_source(json.dumps(self._source))
-        self._writer.commit()
-        self._writer, self._source = None, []
-        self.shard += 1
-        self.summary.shards += 1
-
-
-def _chunks(items, size: int):
-    chunk = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk

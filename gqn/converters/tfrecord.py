@@ -52,22 +52,30 @@ def is_gzip(path) -> bool:
 class RecordReader:
     """Iterates ``(index, data)`` over the records of one TFRecord file (plain or GZIP, detected by content).
 
-    Records before ``start`` are skipped without reading their data. A corrupt record raises ``RecordError``;
+    Records before ``start`` are skipped without reading their data; with ``offset``, the byte offset of record
+    ``start`` in the (uncompressed) stream from ``offsets()``, reading begins there. Reading ends before record
+    ``stop`` if given. A corrupt record raises ``RecordError``;
     with ``on_corrupt`` set, the error is passed to it instead and reading goes on where the framing can
     still be trusted (a bad data CRC skips one record; a bad length CRC, a length above ``MAX_RECORD_BYTES``,
     a truncated file or a broken GZIP stream end the file, ``error.fatal`` is then True). ``position`` is the
     byte offset reached in the file on disk (compressed offset for GZIP files), for progress reporting.
     """
 
-    def __init__(self, path, start: int = 0, on_corrupt: Callable[[RecordError], None] | None = None):
+    def __init__(self, path, start: int = 0, on_corrupt: Callable[[RecordError], None] | None = None,
+                 offset: int | None = None, stop: int | None = None):
         self.path = Path(path)
         self.start = start
         self.on_corrupt = on_corrupt
+        self.stop = stop
         self._raw = open(self.path, "rb", buffering=_BUFFER)
         self._stream = gzip.GzipFile(fileobj=self._raw, mode="rb") if is_gzip(self.path) else self._raw
         self._offset = 0  # bytes of the (uncompressed) stream consumed; tell() would cost a system call
         # a plain file's size: a record that cannot fit is known to be cut short before its bytes are read
         self._size = os.fstat(self._raw.fileno()).st_size if self._stream is self._raw else None
+        self._first = 0  # the index of the record at _offset
+        if offset:
+            self._first = start
+            self._offset = self._stream.seek(offset)
 
     @property
     def position(self) -> int:
@@ -83,9 +91,21 @@ class RecordReader:
     def __exit__(self, *exc):
         self.close()
 
+    def offsets(self) -> tuple[list[int], RecordError | None]:
+        """The byte offsets (in the uncompressed stream) where the records start, read from their checked
+        headers alone, followed by the offset where the last of them ends; and the error that ended the file
+        early (a truncated file, a corrupt header: ``error.fatal``), or None. Data CRCs are not checked."""
+        offsets = [self._offset]
+        try:
+            while self._next(len(offsets) - 1, skip=True) is not None:
+                offsets.append(self._offset)
+        except RecordError as e:
+            return offsets, e
+        return offsets, None
+
     def __iter__(self) -> Iterator[tuple[int, bytes]]:
-        index = 0
-        while True:
+        index = self._first
+        while self.stop is None or index < self.stop:
             try:
                 data = self._next(index)
             except RecordError as e:
@@ -101,9 +121,9 @@ class RecordReader:
                     yield index, data
             index += 1
 
-    def _next(self, index: int) -> bytes | bool | None:
+    def _next(self, index: int, skip: bool = False) -> bytes | bool | None:
         try:
-            return self._skip_record(index) if index < self.start else self._read_record(index)
+            return self._skip_record(index) if skip or index < self.start else self._read_record(index)
         except (OSError, EOFError, zlib.error) as e:  # GZIP streams report damage this way
             raise RecordError(self.path, index, f"unreadable data ({e})", fatal=True) from None
 
