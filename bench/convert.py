@@ -8,9 +8,17 @@ Makes DeepMind-format files of rendered Shepard-Matzler scenes (64 px, 15 views;
   write), uncompressed and gzip-1, and ``--images jpeg`` (read, CRC, parse, JPEG header checks, HDF5 write of
   the frames as they are), with the output's bytes per input byte,
 
-with the cases interleaved so that load from other jobs on the machine hits them alike.
+* with ``--tf-python PATH`` (a Python with TensorFlow; TensorFlow is never a dependency of the toolkit),
+  TensorFlow's own reader on the same files: ``tf.data.TFRecordDataset``, ``parse_single_example`` and
+  ``decode_jpeg`` of every frame (as DeepMind's data reader does), ``num_parallel_calls=AUTOTUNE``, timed
+  from the first record to the last in a process of its own,
 
-Prints a table and writes bench/results/convert.json. Usage: .venv/bin/python bench/convert.py
+with the cases interleaved so that load from other jobs on the machine hits them alike. The conversions
+write shards of ``--scenes-per-shard`` records (default 250): workers convert whole shards, so a split
+needs at least as many shards as there are workers (DeepMind's datasets have hundreds).
+
+Prints a table and writes bench/results/convert.json.
+Usage: .venv/bin/python bench/convert.py [--tf-python /path/to/venv-with-tensorflow/bin/python]
 """
 from __future__ import annotations
 
@@ -42,6 +50,25 @@ from gqn.converters.tfrecord import RecordReader  # noqa: E402
 from gqn.encodings import DEFAULT_COMPRESSION  # noqa: E402
 from gqn.shards import disk_size  # noqa: E402
 
+# TensorFlow's reader, run by --tf-python: argv = views, files...; prints the seconds of one pass
+TF_READER = """
+import sys, time
+import tensorflow as tf
+views, files = int(sys.argv[1]), sys.argv[2:]
+features = {"frames": tf.io.FixedLenFeature([views], tf.string),
+            "cameras": tf.io.FixedLenFeature([views * 5], tf.float32)}
+def parse(record):
+    example = tf.io.parse_single_example(record, features)
+    frames = tf.map_fn(tf.image.decode_jpeg, example["frames"], fn_output_signature=tf.uint8)
+    return frames, tf.reshape(example["cameras"], (views, 5))
+data = (tf.data.TFRecordDataset(files).map(parse, num_parallel_calls=tf.data.AUTOTUNE).batch(64)
+        .prefetch(tf.data.AUTOTUNE))
+start = time.perf_counter()
+records = sum(len(cameras) for _, cameras in data)
+print(records, time.perf_counter() - start)
+"""
+
+TF_CASE = "TensorFlow tf.data reader (AUTOTUNE)"  # its CPU time includes importing TensorFlow
 SM5_RECORDS = 1000 * 2000  # 900 + 100 files; ~2000 scenes per file is our assumption (docs/converting.md)
 
 
@@ -61,12 +88,14 @@ def cpu_seconds(who) -> float:
 
 
 def measure(run, prepare) -> dict:
-    """Wall seconds of one run, with CPU seconds of this process and of the worker processes it reaped."""
+    """Wall seconds of one run (or the seconds it returns: a process timing itself after its start-up), with
+    CPU seconds of this process and of the processes it reaped."""
     prepare()
     own, children = cpu_seconds(resource.RUSAGE_SELF), cpu_seconds(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    run()
-    return {"seconds": time.perf_counter() - start, "main_cpu_s": cpu_seconds(resource.RUSAGE_SELF) - own,
+    seconds = run()
+    return {"seconds": seconds if isinstance(seconds, float) else time.perf_counter() - start,
+            "main_cpu_s": cpu_seconds(resource.RUSAGE_SELF) - own,
             "worker_cpu_s": cpu_seconds(resource.RUSAGE_CHILDREN) - children}
 
 
@@ -84,6 +113,8 @@ def main():
     parser.add_argument("--records", type=int, default=2000)
     parser.add_argument("--files", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--scenes-per-shard", type=int, default=250)
+    parser.add_argument("--tf-python", help="a Python with TensorFlow: time TensorFlow's own reader too")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="gqn-bench-convert-"))
     try:
@@ -102,12 +133,22 @@ def main():
             for f in frames:
                 np.asarray(Image.open(io.BytesIO(f)).convert("RGB"))
 
+        def tensorflow_reader():
+            done = subprocess.run([args.tf_python, "-c", TF_READER, "15", *map(str, paths)], check=True,
+                                  capture_output=True, text=True).stdout.split()
+            if int(done[0]) != records:
+                raise SystemExit(f"TensorFlow's reader read {done[0]} of {records} records")
+            return float(done[1])
+
         shards = work / "out"
         cases = [("decode only, simplejpeg (1 process)", simplejpeg_decode),
                  ("decode only, Pillow (1 process)", pillow_decode)]
+        if args.tf_python:
+            cases.append((TF_CASE, tensorflow_reader))
         outputs = [("raw", "none"), ("raw", DEFAULT_COMPRESSION), ("jpeg", "none")]
         cases += [(f"gqn convert, {w} worker{'s' * (w > 1)}, {i}" + f" {c}" * (c != "none"),
                    lambda w=w, i=i, c=c: convert_tfrecord([src], shards, workers=w, images=i, compression=c,
+                                                          scenes_per_shard=args.scenes_per_shard,
                                                           progress=False))
                   for i, c in outputs for w in (1, 2)]
         runs = {name: [] for name, _ in cases}
@@ -134,6 +175,10 @@ def main():
                   "convert_jpeg_vs_raw_1_worker": jpeg_one / one,
                   "convert_jpeg_vs_raw_2_workers": jpeg_two / two,
                   "convert_jpeg_2_workers_vs_1_worker": jpeg_two / jpeg_one}
+        if args.tf_python:
+            ratios.update({f"convert_{i}_{w.replace(' ', '_')}_vs_tensorflow_reader":
+                           rate[f"gqn convert, {w}, {i}"] / rate[TF_CASE]
+                           for i in ("jpeg", "raw") for w in ("1 worker", "2 workers")})
         projection_h = SM5_RECORDS / two / 3600
         per_record = {name: out_bytes[f"gqn convert, 2 workers, {name}"] / records
                       for name in ("raw", f"raw {DEFAULT_COMPRESSION}", "jpeg")}
@@ -142,6 +187,7 @@ def main():
             "machine": {"cpu": _cpu_model(), "cores": os.cpu_count(), "python": platform.python_version(),
                         "load_average_at_end": os.getloadavg()},
             "data": {"records": records, "files": args.files, "views": 15, "size": 64,
+                     "scenes_per_shard": args.scenes_per_shard,
                      "mean_jpeg_bytes": sum(map(len, frames)) / len(frames), "input_mb": megabytes},
             "repeats": args.repeats, "results": results, "ratios": ratios,
             "projection": {"dataset": "shepard_metzler_5_parts", "assumed_records": SM5_RECORDS,
@@ -159,7 +205,7 @@ def main():
                   f"{r['main_cpu_us_per_record']:.0f}" + (f" + {r['worker_cpu_us_per_record']:.0f}"
                                                           if r["worker_cpu_us_per_record"] else ""))
         for name, value in ratios.items():
-            print(f"{name:38s} {value:10.2f}x")
+            print(f"{name:44s} {value:6.2f}x")
         print(f"projected shepard_metzler_5_parts ({SM5_RECORDS:,} records, assumed) with 2 workers: "
               f"{projection_h:.1f} h raw, {report['projection']['jpeg_hours_at_2_workers']:.1f} h jpeg; output "
               + ", ".join(f"{gb:.0f} GB {name}" for name, gb in report["projection"]["output_gb"].items()))
