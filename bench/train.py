@@ -14,7 +14,9 @@ Rows, each measured in a process of its own (so that its peak RSS is its own), o
 The rows are interleaved over --rounds rounds so that load from other jobs hits them alike; the table shows
 the best and the median timed iteration (wall clock) and the median CPU time of the row's process per
 iteration. The loader rows time ``ShardBatches.batch`` (the work of one loader worker) on a rendered 15-view,
-64 px Shepard-Matzler dataset (gzip-1, as `gqn render` writes it) at the same batch sizes.
+64 px Shepard-Matzler dataset (gzip-1, as `gqn render` writes it) at the same batch sizes, and the training
+loader with its default workers on converted jpeg and raw shards at batch 36 with 5 context views
+(``bench/loader.py``'s data and measurement).
 
 Usage: .venv/bin/python bench/train.py [--gpu ID] [--rounds N] [--chainer-conv]   writes bench/results/train.json
        (about 5 minutes on 2 CPU cores, most of it the per-gate cores at batch 8)
@@ -41,6 +43,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 sys.path.insert(0, str(ROOT))
+
+from loader import make_data, measure as measure_prefetch  # noqa: E402  (bench/loader.py)
 
 from gqn.data import Batch, ShardBatches  # noqa: E402
 from gqn.model import conv  # noqa: E402
@@ -191,6 +195,9 @@ def print_table(results: dict) -> None:
     for r in results["loader"]:
         print(f"loader batch {r['batch']}: {r['batches_per_s']:.1f} batches/s in one process, "
               f"{r['ratio_to_training']:.0f}x the CPU training rate")
+    for r in results["loader_formats"]:
+        print(f"loader, {r['data']} shards, batch {r['batch']}, {r['context_views']} context views, "
+              f"{r['loader_workers']} workers: {r['batches_per_s']:.1f} batches/s")
 
 
 def main():
@@ -226,12 +233,16 @@ def main():
                         str(VIEWS), "--size", str(SIZE), "--scenes-per-shard", "50", "--out", str(data),
                         "--no-progress"], check=True, stderr=subprocess.DEVNULL)
         loader = [{"batch": b, "batches_per_s": measure_loader(data, b, args.context)} for b in args.batch]
+        formats = {kind: path for kind, path in make_data(Path(tmp) / "formats").items() if "converted" in kind}
+        workers = os.cpu_count() or 1
+        loader_formats = [{"data": kind, "batch": 36, "context_views": 5, "loader_workers": workers,
+                           "batches_per_s": measure_prefetch(path, 36, 5, workers)} for kind, path in formats.items()]
     for r in loader:
         r["ratio_to_training"] = r["batches_per_s"] * by_row["cpu", "fused", r["batch"]]["median_s"]
     results = {"machine": machine(), "model": "SPEC defaults: tower r=256, h=128, L=12, z=3, u=128, shared cores",
                "size": SIZE, "context_views": args.context, "blas_threads": os.environ.get("OPENBLAS_NUM_THREADS"),
                "load_average": [load_before, os.getloadavg()[0]],   # 1-minute, before and after: others' jobs
-               "training": training, "loader": loader, "reference": REFERENCE,
+               "training": training, "loader": loader, "loader_formats": loader_formats, "reference": REFERENCE,
                "fused_vs_per_gate": {f"{device} batch {b}": r["median_s"] / by_row[device, "fused", b]["median_s"]
                                      for (device, cores, b), r in by_row.items() if cores == "per-gate"}}
     if 1 in args.batch:

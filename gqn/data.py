@@ -67,6 +67,11 @@ class ShardBatches:
         self.height, self.width, self.views = dataset.height, dataset.width, dataset.views
 
     @property
+    def max_batch_bytes(self) -> int:
+        """The size of the largest batch (``context[1]`` context views), for ``prefetch``'s shared blocks."""
+        return self.batch_size * (self.context[1] + 1) * (self.height * self.width * 3 + 7 * 4)
+
+    @property
     def num_batches(self) -> int:
         return -(-self.scenes // self.batch_size)
 

@@ -1,4 +1,6 @@
 """The shard batch loader: context/query selection, determinism, prefetching."""
+import os
+
 import numpy as np
 import pytest
 
@@ -63,3 +65,30 @@ def test_prefetch_in_worker_processes_gives_the_same_batches(dataset):
 def test_impossible_context_ranges_are_refused(dataset, context):
     with pytest.raises(GqnError, match="context views"):
         ShardBatches(dataset, 4, context, seed=0)
+
+
+class WithoutSize:
+    """A sampler that does not tell its batches' size: prefetch pickles them through the pool's pipe."""
+
+    def __init__(self, source):
+        self.source = source
+
+    def batch(self, index):
+        return self.source.batch(index)
+
+
+def shared_blocks():
+    return {name for name in os.listdir("/dev/shm") if name.startswith("psm_")}
+
+
+@pytest.mark.parametrize("through_memory", [True, False])
+def test_prefetch_through_shared_memory_or_the_pipe_gives_the_same_batches(dataset, through_memory):
+    source = ShardBatches(dataset, 4, (1, 5), seed=2)
+    before = shared_blocks()
+    batches = prefetch(source if through_memory else WithoutSize(source), 0, workers=2, depth=3)
+    got = [next(batches) for _ in range(9)]
+    assert len(shared_blocks() - before) == (4 if through_memory else 0)  # depth + 1 blocks, reused
+    batches.close()  # a consumer that stops early: the blocks are removed
+    assert shared_blocks() == before
+    for index, batch in enumerate(got):
+        assert all(np.array_equal(a, b) and a.dtype == b.dtype for a, b in zip(batch, source.batch(index)))

@@ -98,9 +98,11 @@ def train_args(data, out):
 def test_kill_9_of_the_command_leaves_no_process_behind(job, train_data, tmp_path):
     out = tmp_path / "out"
     args, ready = (render_args(out), _rendering) if job == "render" else (train_args(train_data, out), _training)
+    blocks = set(os.listdir("/dev/shm"))
     result, group = signal_when(args, out, ready, sig=signal.SIGKILL, whole_group=False)
     assert result.code == -signal.SIGKILL
     assert group_gone(group), f"worker processes of gqn {job} outlived it"
+    assert set(os.listdir("/dev/shm")) == blocks  # the loader's shared batch blocks went with it
 
 
 @pytest.mark.parametrize("job", ["render", "train"])
