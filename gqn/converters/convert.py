@@ -125,8 +125,6 @@ def resolve_dataset(srcs, dataset: str | None) -> DatasetInfo:
     return DATASETS[dataset]
 
 
-
-
 def convert_tfrecord(srcs, out, dataset: str | None = None, *, workers: int | None = None,
                      scenes_per_shard: int = 2000, compression: str = CONVERT_COMPRESSION,
                      images: str = CONVERT_IMAGES, skip_corrupt: bool = False,

@@ -57,8 +57,7 @@ class RecordReader:
     ``stop`` if given. A corrupt record raises ``RecordError``;
     with ``on_corrupt`` set, the error is passed to it instead and reading goes on where the framing can
     still be trusted (a bad data CRC skips one record; a bad length CRC, a length above ``MAX_RECORD_BYTES``,
-    a truncated file or a broken GZIP stream end the file, ``error.fatal`` is then True). ``position`` is the
-    byte offset reached in the file on disk (compressed offset for GZIP files), for progress reporting.
+    a truncated file or a broken GZIP stream end the file, ``error.fatal`` is then True).
     """
 
     def __init__(self, path, start: int = 0, on_corrupt: Callable[[RecordError], None] | None = None,
@@ -76,10 +75,6 @@ class RecordReader:
         if offset:
             self._first = start
             self._offset = self._stream.seek(offset)
-
-    @property
-    def position(self) -> int:
-        return self._raw.tell() if self._stream is not self._raw else self._offset
 
     def close(self) -> None:
         self._stream.close()
