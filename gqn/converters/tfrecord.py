@@ -52,11 +52,11 @@ def is_gzip(path) -> bool:
 class RecordReader:
     """Iterates ``(index, data)`` over the records of one TFRecord file (plain or GZIP, detected by content).
 
-    Records before ``start`` are skipped without reading their data; with ``offset``, the byte offset of record
-    ``start`` in the (uncompressed) stream from ``offsets()``, reading begins there. Reading ends before record
-    ``stop`` if given. A corrupt record raises ``RecordError``;
-    with ``on_corrupt`` set, the error is passed to it instead and reading goes on where the framing can
-    still be trusted (a bad data CRC skips one record; a bad length CRC, a length above ``MAX_RECORD_BYTES``,
+    Records before ``start`` are skipped without reading their data; with ``offset``, the byte offset of
+    record ``start`` in the (uncompressed) stream from ``offsets()``, reading begins there (a GZIP stream is
+    decompressed up to it: there is no index into one). Reading ends before record ``stop`` if given. A
+    corrupt record raises ``RecordError``; with ``on_corrupt`` set, the error is passed to it instead and
+    reading goes on where the framing can still be trusted (a bad data CRC skips one record; a bad length CRC, a length above ``MAX_RECORD_BYTES``,
     a truncated file or a broken GZIP stream end the file, ``error.fatal`` is then True).
     """
 
