@@ -33,6 +33,9 @@ OBJECTIVES = {   # objective -> its own options (the paper schedule and its sigm
     "paper-context5": ["--objective", "paper", "--context", "1-5"],   # trained on at most the 5 views it is tested on
     # the best recipe with half the batch: about twice the updates in the same time
     "paper-context5-batch8": ["--objective", "paper", "--context", "1-5", "--batch-size", "8"],
+    # the same with the learning rate annealed 1e-3 -> 1e-4 over about what 30 minutes give
+    "paper-context5-batch8-anneal": ["--objective", "paper", "--context", "1-5", "--batch-size", "8",
+                                     "--lr-start", "1e-3", "--lr-end", "1e-4", "--lr-steps", "5000"],
     "fixed-sigma": ["--objective", "fixed-sigma", "--sigma", "0.25", "--kl-warmup", "1000"],
     "calibrated": ["--objective", "calibrated"],
     "geco": ["--objective", "geco"],
