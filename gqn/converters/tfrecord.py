@@ -56,8 +56,9 @@ class RecordReader:
     record ``start`` in the (uncompressed) stream from ``offsets()``, reading begins there (a GZIP stream is
     decompressed up to it: there is no index into one). Reading ends before record ``stop`` if given. A
     corrupt record raises ``RecordError``; with ``on_corrupt`` set, the error is passed to it instead and
-    reading goes on where the framing can still be trusted (a bad data CRC skips one record; a bad length CRC, a length above ``MAX_RECORD_BYTES``,
-    a truncated file or a broken GZIP stream end the file, ``error.fatal`` is then True).
+    reading goes on where the framing can still be trusted (a bad data CRC skips one record; a bad length
+    CRC, a length above ``MAX_RECORD_BYTES``, a truncated file or a broken GZIP stream end the file,
+    ``error.fatal`` is then True).
     """
 
     def __init__(self, path, start: int = 0, on_corrupt: Callable[[RecordError], None] | None = None,
