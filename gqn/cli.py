@@ -39,10 +39,12 @@ class Count(click.ParamType):
 
     name = "count"
 
-    def __init__(self, minimum: int = 1):
-        self.minimum = minimum
+    def __init__(self, minimum: int = 1, auto: bool = False):
+        self.minimum, self.auto = minimum, auto    # auto: also accept the word "auto" (returned as is)
 
     def convert(self, value, param, ctx):
+        if self.auto and str(value).strip().lower() == "auto":
+            return "auto"
         if isinstance(value, int):
             n = value
         else:
@@ -514,8 +516,9 @@ def _render_source(family, size, views, seed, params, workers, save, anti_aliasi
               help="One core for all steps, or one per step (12x the core parameters).")
 @click.option("--lr-start", type=click.FloatRange(0, min_open=True), default=5e-4, show_default=True)
 @click.option("--lr-end", type=click.FloatRange(0, min_open=True), default=5e-5, show_default=True)
-@click.option("--lr-steps", type=Count(), default="1.6M", show_default=True,
-              help="Iterations over which the learning rate anneals linearly.")
+@click.option("--lr-steps", type=Count(auto=True), default="1.6M", show_default=True,
+              help="Iterations over which the learning rate anneals linearly; auto (with --time-limit): those "
+                   "the time limit allows, estimated from the speed of its first tenth.")
 @click.option("--sigma-start", type=click.FloatRange(0, min_open=True), default=2.0, show_default=True,
               help="Pixel standard deviation of the likelihood at iteration 0.")
 @click.option("--sigma-end", type=click.FloatRange(0, min_open=True), default=0.7, show_default=True)
@@ -573,6 +576,11 @@ def train(ctx, data, out, resume, test, context, iterations, time_limit, snapsho
     if "context" in explicit:
         explicit |= {"context_min", "context_max"}
     hyper["context_min"], hyper["context_max"] = context or (1, None)
+    fit_lr_steps = hyper["lr_steps"] == "auto"
+    if fit_lr_steps:
+        if time_limit is None:
+            raise click.UsageError("--lr-steps auto fits the annealing to --time-limit: give one")
+        hyper["lr_steps"] = iterations    # until the estimate: annealing over --iterations
     if (data is None) == (render_family is None):
         raise click.UsageError("give either DATA (a shard directory) or --render FAMILY")
     check_output_dir(out, "--out")
@@ -580,7 +588,7 @@ def train(ctx, data, out, resume, test, context, iterations, time_limit, snapsho
     source = _render_source(render_family, render_size, render_views, render_seed, render_params,
                             render_workers, save_rendered, render_anti_aliasing)
     options = RunOptions(iterations, snapshot_every, log_every, test_every, test_scenes, gpu, workers, progress,
-                         communicator, time_limit)
+                         communicator, time_limit, fit_lr_steps)
     done = run_training(source or data, out, hyper, explicit, options, resume=resume, test=test)
     if done < iterations:
         click.echo(f"Time limit reached after iteration {done} of {iterations}; {out}/snapshot.npz holds it: "

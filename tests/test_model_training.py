@@ -2,6 +2,7 @@
 import json
 import re
 import signal
+import time
 
 import chainer
 import numpy as np
@@ -16,7 +17,7 @@ from gqn.model.loss import reported_nll
 from gqn.model.objective import Objective
 from gqn.runs.device import get_device
 from gqn.runs.run import RunOptions, make_optimizer
-from gqn.runs.train import run_training, train_step
+from gqn.runs.train import LrFit, run_training, train_step
 from gqn.shards import Dataset
 from tests.helpers import run_cli, signal_when
 from tests.model_data import TINY, write_dataset
@@ -110,15 +111,43 @@ def test_time_limit_stops_after_the_step_and_resume_continues_exactly(data, tmp_
     assert train_losses(tmp_path / "straight") == train_losses(tmp_path / "limited")
 
 
+TINY_CLI = ["--steps", 2, "--hidden", 8, "--canvas", 8, "--r-channels", 16, "--batch-size", 4]
+
+
 def test_cli_time_limit_exits_0_with_how_to_continue(data, tmp_path):
-    tiny = ["--steps", 2, "--hidden", 8, "--canvas", 8, "--r-channels", 16, "--batch-size", 4]
     result = run_cli("train", data["train"], "--out", tmp_path / "run", "--iterations", "1M", "--time-limit", "2s",
-                     "--workers", 0, "--no-progress", *tiny)
+                     "--workers", 0, "--no-progress", *TINY_CLI)
     assert result.code == 0, result.err
     done = int(re.search(r"Time limit reached after iteration (\d+) of 1000000", result.out).group(1))
     assert "plus --resume" in result.out and snapshot_meta(tmp_path / "run")["iteration"] == done
     bad = run_cli("train", data["train"], "--out", tmp_path / "bad", "--time-limit", "soon")
     assert bad.code == 2 and "'soon' is not a duration" in bad.err
+
+
+def test_lr_fit_extrapolates_the_speed_so_far_to_the_deadline():
+    fit = LrFit(start=100, deadline=time.monotonic() + 100)
+    fit.begin, fit.deadline = 0.0, 100.0
+    assert fit.estimate(150, now=10.0) == 150 + 5 * 90      # 50 iterations in 10 s, 90 s left
+    assert fit.estimate(600, now=120.0) == 600              # past the deadline: nothing left
+
+
+def test_cli_lr_steps_auto_anneals_to_lr_end_by_the_time_limit(data, tmp_path):
+    """The stored lr_steps becomes the iterations the time limit allows: the rate starts at --lr-start and
+    ends near --lr-end (a placeholder of --iterations = 1M would keep it at --lr-start throughout)."""
+    run = tmp_path / "run"
+    result = run_cli("train", data["train"], "--out", run, "--iterations", "1M", "--time-limit", "3s",
+                     "--lr-start", "1e-3", "--lr-end", "1e-4", "--lr-steps", "auto", "--log-every", 1,
+                     "--workers", 0, "--no-progress", *TINY_CLI)
+    assert result.code == 0, result.err
+    meta = snapshot_meta(run)
+    done, steps = meta["iteration"], meta["train"]["lr_steps"]
+    assert json.loads((run / "config.json").read_text())["train"]["lr_steps"] == steps
+    assert f"anneals to 0.0001 by iteration {steps}" in result.out + result.err
+    assert steps < 2 * done, (steps, done)
+    rates = [e["lr"] for e in map(json.loads, (run / "log.jsonl").read_text().splitlines())]
+    assert rates[0] == pytest.approx(1e-3, rel=1e-3) and rates[-1] < 0.6e-3, rates
+    bad = run_cli("train", data["train"], "--out", tmp_path / "bad", "--lr-steps", "auto")
+    assert bad.code == 2 and "--lr-steps auto fits the annealing to --time-limit" in bad.err
 
 
 @pytest.mark.parametrize("text,seconds", [("30m", 1800), ("2h", 7200), ("1h30m", 5400), ("45s", 45), ("90", 5400),
@@ -176,9 +205,8 @@ def test_an_empty_snapshot_is_a_one_line_error_not_an_interruption(data, tmp_pat
 
 def test_cli_train_then_evaluate(data, tmp_path):
     run = tmp_path / "run"
-    tiny = ["--steps", 2, "--hidden", 8, "--canvas", 8, "--r-channels", 16, "--batch-size", 4]
     code, _, err = run_cli("train", data["train"], "--out", run, "--iterations", 2,
-                           "--test", data["test"], "--test-every", 2, "--workers", 0, "--no-progress", *tiny)
+                           "--test", data["test"], "--test-every", 2, "--workers", 0, "--no-progress", *TINY_CLI)
     assert code == 0, err
     splits = [json.loads(line)["split"] for line in (run / "log.jsonl").read_text().splitlines()]
     assert splits == ["train", "test"]
@@ -190,16 +218,15 @@ def test_cli_train_then_evaluate(data, tmp_path):
 
 def test_ctrl_c_snapshots_the_last_step_and_resume_continues(data, tmp_path):
     run = tmp_path / "run"
-    tiny = ["--steps", 2, "--hidden", 8, "--canvas", 8, "--r-channels", 16, "--batch-size", 4]
     args = ["train", data["train"], "--out", run, "--iterations", 100_000, "--log-every", 1, "--snapshot-every",
-            1000, "--no-progress", *tiny]
+            1000, "--no-progress", *TINY_CLI]
     result, _ = signal_when(args, run, lambda d: logged_train_steps(d) >= 3, sig=signal.SIGINT)
     assert result.code == 130 and "Traceback" not in result.err, result.err
     done = int(re.search(r"Interrupted after iteration (\d+);", result.err).group(1))
     assert done >= 3 and "continue with --resume" in result.err
     with np.load(run / "snapshot.npz") as npz:
         assert json.loads(str(npz["meta"]))["iteration"] == done
-    assert run_cli(*args[:5], done + 2, "--resume", "--log-every", 1, "--no-progress", *tiny).code == 0
+    assert run_cli(*args[:5], done + 2, "--resume", "--log-every", 1, "--no-progress", *TINY_CLI).code == 0
     assert [i for i, *_ in train_losses(run)][-2:] == [done + 1, done + 2]
 
 

@@ -49,6 +49,7 @@ class RunOptions:
     progress: bool = True
     communicator: str | None = None   # ChainerMN communicator (under mpiexec), e.g. naive, flat, pure_nccl
     time_limit: float | None = None   # seconds from the start: then finish the step, snapshot and stop
+    fit_lr_steps: bool = False        # --lr-steps auto: anneal over the iterations the time limit allows
 
 
 @dataclass

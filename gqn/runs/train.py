@@ -5,6 +5,7 @@ BatchSource; held-out metrics are ``measure``'s.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 
@@ -25,6 +26,7 @@ from gqn.runs.run import (CURVES, LOG, SNAPSHOT, Run, RunLog, RunOptions, kept_s
                           write_config)
 
 logger = logging.getLogger(__name__)  # each held-out test's line (INFO): the CLI prints it
+FIT_SHARE = 0.1   # --lr-steps auto: the share of the time limit whose speed fixes the annealing's length
 
 
 def run_training(data, out, hyper: dict, explicit: set, options: RunOptions, resume: bool = False,
@@ -105,6 +107,7 @@ def _loop(run: Run, options: RunOptions, batches, bar, log, stop, deadline) -> i
     is snapshotted."""
     window, waited, window_start = [], 0.0, time.perf_counter()
     done = run.start
+    fit = LrFit(run.start, deadline) if options.fit_lr_steps and deadline is not None else None
     for iteration in range(run.start, options.iterations):
         before = time.perf_counter()
         batch = next(batches)
@@ -127,7 +130,10 @@ def _loop(run: Run, options: RunOptions, batches, bar, log, stop, deadline) -> i
         if run.lead and run.test_source is not None and (
                 done % options.test_every == 0 or done == options.iterations):
             _test(run, done, log)
-        interrupted, out_of_time = _stopping(stop, deadline, run.comm)
+        interrupted, out_of_time, fitted = _agreed(stop, deadline, fit, done, run.comm)
+        if fitted is not None:
+            fit = None
+            _fix_lr_steps(run, fitted)
         if run.lead and (done % options.snapshot_every == 0 or done == options.iterations or interrupted
                          or out_of_time):
             save_snapshot(run, done)
@@ -139,13 +145,40 @@ def _loop(run: Run, options: RunOptions, batches, bar, log, stop, deadline) -> i
     return done
 
 
-def _stopping(stop, deadline, comm) -> tuple[bool, bool]:
-    """Whether Ctrl-C reached this process, and whether the deadline passed (under MPI: on any rank, so that
-    all ranks stop after the same step)."""
-    flags = np.array([stop.is_set(), deadline is not None and time.monotonic() >= deadline], np.int64)
+class LrFit:
+    """``--lr-steps auto``: how many iterations the deadline allows at the speed of the iterations so far
+    (held-out tests and snapshots included), and when that estimate is due: after ``FIT_SHARE`` of the time
+    between the first step and the deadline."""
+
+    def __init__(self, start: int, deadline: float):
+        self.start, self.deadline, self.begin = start, deadline, time.monotonic()
+        self.due = self.begin + FIT_SHARE * (deadline - self.begin)
+
+    def estimate(self, done: int, now: float) -> float:
+        rate = (done - self.start) / max(now - self.begin, 1e-9)
+        return done + rate * max(self.deadline - now, 0.0)
+
+
+def _agreed(stop, deadline, fit: LrFit | None, done: int, comm) -> tuple[bool, bool, int | None]:
+    """Whether Ctrl-C reached this process, whether the deadline passed and, once ``fit`` is due, the
+    iterations the learning rate anneals over (else None). Under MPI the ranks agree (any rank's stop or due
+    time counts, the estimate is their mean), so that all stop, and change the schedule, after the same step."""
+    now = time.monotonic()
+    flags = np.array([stop.is_set(), deadline is not None and now >= deadline,
+                      fit is not None and now >= fit.due, fit.estimate(done, now) if fit else 0.0])
     if comm:
         flags = comm.allreduce_obj(flags)
-    return bool(flags[0]), bool(flags[1])
+        flags[3] /= comm.size
+    return bool(flags[0]), bool(flags[1]), max(done + 1, round(flags[3])) if flags[2] else None
+
+
+def _fix_lr_steps(run: Run, steps: int) -> None:
+    """From now on the learning rate anneals to ``--lr-end`` at iteration ``steps`` (kept in the snapshot)."""
+    run.config = dataclasses.replace(run.config, lr_steps=steps)
+    if run.lead:
+        write_config(run)
+        logger.info(f"--lr-steps auto: the learning rate anneals to {run.config.lr_end:g} by iteration {steps}, "
+                    "where the time limit is expected to end")
 
 
 def _test(run: Run, done: int, log) -> None:
