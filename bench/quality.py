@@ -43,6 +43,9 @@ OBJECTIVES = {   # objective -> its own options (the paper schedule and its sigm
     # the same, fitted to any machine: annealed 1e-3 -> 1e-5 over the iterations the budget allows
     "paper-context5-batch8-auto": ["--objective", "paper", "--context", "1-5", "--batch-size", "8",
                                    "--lr-start", "1e-3", "--lr-end", "1e-5", "--lr-steps", "auto"],
+    # the same from twice the starting rate
+    "paper-context5-batch8-auto-2e-3": ["--objective", "paper", "--context", "1-5", "--batch-size", "8",
+                                        "--lr-start", "2e-3", "--lr-end", "1e-5", "--lr-steps", "auto"],
     # twice the channels (h 64, canvas 64, r 128): about 2.4 times the seconds per iteration
     "wide-context5-batch8-anneal": ["--objective", "paper", "--context", "1-5", "--batch-size", "8",
                                     "--hidden", "64", "--canvas", "64", "--r-channels", "128",

@@ -147,8 +147,8 @@ def _loop(run: Run, options: RunOptions, batches, bar, log, stop, deadline) -> i
 
 class LrFit:
     """``--lr-steps auto``: how many iterations the deadline allows at the speed of the iterations so far
-    (held-out tests and snapshots included), and when that estimate is due: after ``FIT_SHARE`` of the time
-    between the first step and the deadline."""
+    (with any held-out tests and snapshots that fell among them), and when that estimate is due: after
+    ``FIT_SHARE`` of the time between the first step and the deadline."""
 
     def __init__(self, start: int, deadline: float):
         self.start, self.deadline, self.begin = start, deadline, time.monotonic()
