@@ -107,7 +107,7 @@ def _loop(run: Run, options: RunOptions, batches, bar, log, stop, deadline) -> i
     is snapshotted."""
     window, waited, window_start = [], 0.0, time.perf_counter()
     done = run.start
-    fit = LrFit(run.start, deadline) if options.fit_lr_steps and deadline is not None else None
+    fit = LrFit(run.start, deadline, time.monotonic()) if options.fit_lr_steps and deadline is not None else None
     for iteration in range(run.start, options.iterations):
         before = time.perf_counter()
         batch = next(batches)
@@ -150,9 +150,11 @@ class LrFit:
     (with any held-out tests and snapshots that fell among them), and when that estimate is due: after
     ``FIT_SHARE`` of the time between the first step and the deadline."""
 
-    def __init__(self, start: int, deadline: float):
-        self.start, self.deadline, self.begin = start, deadline, time.monotonic()
-        self.due = self.begin + FIT_SHARE * (deadline - self.begin)
+    def __init__(self, start: int, deadline: float, begin: float):
+        """``start``: the first iteration; ``deadline`` and ``begin`` (the time of the first step) in
+        ``time.monotonic()`` seconds."""
+        self.start, self.deadline, self.begin = start, deadline, begin
+        self.due = begin + FIT_SHARE * (deadline - begin)
 
     def estimate(self, done: int, now: float) -> float:
         rate = (done - self.start) / max(now - self.begin, 1e-9)
