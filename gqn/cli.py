@@ -589,10 +589,7 @@ def train(ctx, data, out, resume, test, context, iterations, time_limit, snapsho
                             render_workers, save_rendered, render_anti_aliasing)
     options = RunOptions(iterations, snapshot_every, log_every, test_every, test_scenes, gpu, workers, progress,
                          communicator, time_limit, fit_lr_steps)
-    done = run_training(source or data, out, hyper, explicit, options, resume=resume, test=test)
-    if done < iterations:
-        click.echo(f"Time limit reached after iteration {done} of {iterations}; {out}/snapshot.npz holds it: "
-                   "continue with the same command plus --resume")
+    run_training(source or data, out, hyper, explicit, options, resume=resume, test=test)
 
 
 @cli.command()

@@ -50,3 +50,7 @@ def test_mpi_training_from_the_cli_writes_one_log_and_snapshot(tmp_path):
     run_mpi("train", data, "--out", tmp_path / "run", "--communicator", "naive", "--iterations", 6,
             "--batch-size", 4, "--log-every", 2, "--no-progress", "--workers", 0, "--resume", *model)
     assert len((tmp_path / "run" / "log.jsonl").read_text().splitlines()) == 3
+    # a time limit stops both ranks after the same step; rank 0 alone says so
+    result = run_mpi("train", data, "--out", tmp_path / "run", "--communicator", "naive", "--iterations", "1M",
+                     "--time-limit", "1s", "--batch-size", 4, "--no-progress", "--workers", 0, "--resume", *model)
+    assert result.stdout.count("Time limit reached after iteration") == 1, result.stdout

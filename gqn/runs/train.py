@@ -96,10 +96,14 @@ def train(run: Run, options: RunOptions, deadline: float | None = None) -> int:
                disable=not (options.progress and run.lead))
     with deferred_interrupt() as stop:
         try:
-            return _loop(run, options, batches, bar, log, stop, deadline)
+            done = _loop(run, options, batches, bar, log, stop, deadline)
         finally:
             bar.close()
             batches.close()
+    if run.lead and done < options.iterations:
+        logger.info(f"Time limit reached after iteration {done} of {options.iterations}; "
+                    f"{run.directory / SNAPSHOT} holds it: continue with the same command plus --resume")
+    return done
 
 
 def _loop(run: Run, options: RunOptions, batches, bar, log, stop, deadline) -> int:
