@@ -30,16 +30,23 @@ test: $(STAMP)
 # The main job on a small default: render, train a small GQN for a few minutes on the CPU, evaluate. Rooms with
 # a ring camera: the views of a room change with the camera in ways a small GQN picks up within minutes
 # (docs/training.md). Trained on 1-5 context views, the 5 it is evaluated with: faster iterations and a lower
-# error in the same minutes; a second `make demo` continues the run for DEMO_MINUTES more.
-DEMO_MINUTES ?= 4
-DEMO_MODEL   := --steps 4 --hidden 32 --canvas 32 --r-channels 64 --batch-size 16 --lr-start 1e-3 --lr-end 1e-3
-DEMO_DATA    := rooms --camera ring --size 32
+# error in the same minutes; a second `make demo` continues the run for DEMO_MINUTES more. The batch of 16 is
+# split over DEMO_PROCESSES data-parallel MPI processes with one BLAS thread each (the mpi extra): on a CPU
+# one process leaves most of a second core idle at this model's sizes (docs/performance.md#training).
+DEMO_MINUTES   ?= 4
+DEMO_PROCESSES ?= 2
+DEMO_MODEL     := --steps 4 --hidden 32 --canvas 32 --r-channels 64 --lr-start 1e-3 --lr-end 1e-3 \
+                  --batch-size $(shell expr 16 / $(DEMO_PROCESSES))
+DEMO_DATA      := rooms --camera ring --size 32
+DEMO_TRAIN     := $(if $(filter 1,$(DEMO_PROCESSES)),$(GQN) train,OPENBLAS_NUM_THREADS=1 OMPI_ALLOW_RUN_AS_ROOT=1 \
+                  OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 $(VENV)/bin/mpiexec -n $(DEMO_PROCESSES) --oversubscribe \
+                  $(GQN) train --communicator naive)
 demo: $(STAMP)
 	$(GQN) render $(DEMO_DATA) --scenes 4000 --out $(DEMO)/data/train
 	$(GQN) render $(DEMO_DATA) --scenes 256 --seed 1 --out $(DEMO)/data/test
 	$(GQN) info $(DEMO)/data/train --preview $(DEMO)/preview.png
-	$(GQN) train $(DEMO)/data/train --test $(DEMO)/data/test --test-every 250 --test-scenes 128 --out $(DEMO)/run \
-	    --iterations 1M --time-limit $(DEMO_MINUTES)m $(DEMO_MODEL) --context 1-5 --log-every 50 \
+	$(DEMO_TRAIN) $(DEMO)/data/train --test $(DEMO)/data/test --test-every 250 --test-scenes 128 \
+	    --out $(DEMO)/run --iterations 1M --time-limit $(DEMO_MINUTES)m $(DEMO_MODEL) --context 1-5 --log-every 50 \
 	    $(if $(wildcard $(DEMO)/run/snapshot.npz),--resume)
 	$(GQN) evaluate $(DEMO)/run --data $(DEMO)/data/test --scenes 256 --context 5-5 --rows 6 --gifs 3
 	@echo "demo: data in $(DEMO)/data, preview $(DEMO)/preview.png; in $(DEMO)/run/eval: metrics.json, predictions.png, curves.png, orbit GIFs"
@@ -49,13 +56,14 @@ bench: $(STAMP)
 	$(PY) bench/convert.py
 	$(PY) bench/train.py
 	$(PY) bench/online.py
+	$(PY) bench/cpu_processes.py
 
 # What each training objective learns in 10 minutes, then 30 for the default and the two best recipes
 # (about 2 h 30 min; quiet machine).
 QUALITY_SCREEN := paper,fixed-sigma,calibrated,geco,geco-kappa015,paper-context5,paper-context5-batch8,paper-context5-batch8-auto
 quality: $(STAMP)
 	$(PY) bench/quality.py --minutes 10 --objectives $(QUALITY_SCREEN)
-	$(PY) bench/quality.py --minutes 30 --objectives paper,paper-context5,paper-context5-batch8-auto
+	$(PY) bench/quality.py --minutes 30 --objectives paper,paper-context5,paper-context5-2x4-auto
 
 clean:
 	rm -rf $(VENV) $(DEMO) bench-quality *.egg-info
