@@ -9,7 +9,8 @@ baselines on the same queries (training-set mean image, nearest context view), p
 bits/pixel, KL and iterations done. Run it alone on a quiet machine: the budget is wall-clock time.
 
 Usage: python bench/quality.py [--minutes 10] [--objectives paper,geco] [--root DIR]
-writes bench/results/quality.json (merged with earlier budgets) and docs/quality-OBJECTIVE-Nmin.png
+writes bench/results/quality.json (merged with earlier budgets), docs/quality-OBJECTIVE-Nmin.png (the
+prediction grid) and docs/quality-OBJECTIVE-Nmin-orbit.gif (the first held-out scene's orbit)
 """
 from __future__ import annotations
 
@@ -60,6 +61,7 @@ OBJECTIVES = {   # objective -> its own options (the paper schedule and its sigm
     "paper-context5-2x8-auto": paper(8, *AUTO),
     # the 2x4 recipe trained on exactly the 5 context views it is tested on
     "paper-5views-2x4-auto": paper(4, *AUTO, context="5-5"),
+    "paper-5views-2x8-auto": paper(8, *AUTO, context="5-5"),   # the same with batch 16
     "fixed-sigma": ["--objective", "fixed-sigma", "--sigma", "0.25", "--kl-warmup", "1000"],
     "calibrated": ["--objective", "calibrated"],
     "geco": ["--objective", "geco"],
@@ -140,8 +142,9 @@ def main():
         entry = {"options": " ".join(OBJECTIVES[objective]), "train_seconds": round(seconds, 1),
                  "iterations": metrics["iteration"], **{k: metrics[k] for k in REPORTED}}
         results.setdefault("runs", {}).setdefault(objective, {})[budget] = entry
-        shutil.copy(args.root / "eval" / f"{objective}-{budget}" / "predictions.png",
-                    DOCS / f"quality-{objective}-{budget}.png")
+        evaluated = args.root / "eval" / f"{objective}-{budget}"
+        shutil.copy(evaluated / "predictions.png", DOCS / f"quality-{objective}-{budget}.png")
+        shutil.copy(evaluated / "orbit_000000.gif", DOCS / f"quality-{objective}-{budget}-orbit.gif")
         RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     print(f"{'objective':12} {'budget':>7} {'iters':>6} {'pred MSE':>9} {'mean img':>9} {'nearest':>9} "
           f"{'ratio':>6} {'bits/px':>8} {'KL':>7}")
