@@ -4,9 +4,10 @@ Shepard-Matzler, 5 parts, 32 px: 20k training scenes (seed 0) and 512 held-out s
 trains the same small model with `gqn train --time-limit` for ``--minutes`` of wall-clock time in total (a
 budget raised in a later call resumes the run: 10 minutes to screen, then 30; a recipe fitted to its budget
 with ``--lr-steps auto`` trains afresh for each budget; a recipe named ``-2xB-`` trains over 2 MPI processes
-of batch B), then `gqn evaluate` scores the held-out scenes at 5 context views. Reported per objective and budget: the prior-mean prediction MSE, the
-baselines on the same queries (training-set mean image, nearest context view), prediction / mean-image,
-bits/pixel, KL and iterations done. Run it alone on a quiet machine: the budget is wall-clock time.
+of batch B), then `gqn evaluate` scores the held-out scenes at 5 context views. Reported per objective and
+budget: the prior-mean prediction MSE, the baselines on the same queries (training-set mean image, nearest
+context view), prediction / mean-image, bits/pixel, KL and iterations done. Run it alone on a quiet machine:
+the budget is wall-clock time.
 
 Usage: python bench/quality.py [--minutes 10] [--objectives paper,geco] [--root DIR]
 writes bench/results/quality.json (merged with earlier budgets), docs/quality-OBJECTIVE-Nmin.png (the
@@ -55,7 +56,7 @@ OBJECTIVES = {   # objective -> its own options (the paper schedule and its sigm
     "wide-context5-batch8-anneal": paper(8, "--hidden", "64", "--canvas", "64", "--r-channels", "128",
                                          "--lr-start", "1e-3", "--lr-end", "1e-5", "--lr-steps", "4200"),
     # the auto recipe data-parallel over 2 single-threaded processes (MPI), 4 scenes each: the same batch of
-    # 8, about 1.5 times the iterations on 2 cores (one process leaves the second core mostly idle)
+    # 8, 1.35 times the iterations in 30 minutes on 2 cores (one process leaves the second core mostly idle)
     "paper-context5-2x4-auto": paper(4, *AUTO),
     # the same with 8 scenes per process: batch 16
     "paper-context5-2x8-auto": paper(8, *AUTO),
