@@ -58,8 +58,6 @@ OBJECTIVES = {   # objective -> its own options (the paper schedule and its sigm
     # the auto recipe data-parallel over 2 single-threaded processes (MPI), 4 scenes each: the same batch of
     # 8, 1.35 times the iterations in 30 minutes on 2 cores (one process leaves the second core mostly idle)
     "paper-context5-2x4-auto": paper(4, *AUTO),
-    # the same with 8 scenes per process: batch 16
-    "paper-context5-2x8-auto": paper(8, *AUTO),
     # the 2x4 recipe trained on exactly the 5 context views it is tested on
     "paper-5views-2x4-auto": paper(4, *AUTO, context="5-5"),
     "paper-5views-2x8-auto": paper(8, *AUTO, context="5-5"),   # the same with batch 16
