@@ -61,6 +61,13 @@ OBJECTIVES = {   # objective -> its own options (the paper schedule and its sigm
     # the 2x4 recipe trained on exactly the 5 context views it is tested on
     "paper-5views-2x4-auto": paper(4, *AUTO, context="5-5"),
     "paper-5views-2x8-auto": paper(8, *AUTO, context="5-5"),   # the same with batch 16
+    "paper-5views-2x2-auto": paper(2, *AUTO, context="5-5"),   # and with batch 4
+    # the 2x4 5-view recipe with L = 2 or 1 generation steps instead of 4: fewer seconds per iteration
+    **{f"paper-5views-2x4-auto-L{steps}": paper(4, *AUTO, "--steps", str(steps), context="5-5")
+       for steps in (2, 1)},
+    # the 2x4 5-view recipe from lower starting rates (-> 1e-5)
+    **{f"paper-5views-2x4-auto-{lr}": paper(4, "--lr-start", lr, "--lr-end", "1e-5", "--lr-steps", "auto",
+                                            context="5-5") for lr in ("5e-4", "7e-4")},
     "fixed-sigma": ["--objective", "fixed-sigma", "--sigma", "0.25", "--kl-warmup", "1000"],
     "calibrated": ["--objective", "calibrated"],
     "geco": ["--objective", "geco"],
