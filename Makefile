@@ -36,7 +36,8 @@ test: $(STAMP)
 DEMO_MINUTES   ?= 4
 DEMO_PROCESSES ?= 2
 DEMO_CONTEXT   ?= 5-5
-DEMO_MODEL     := --steps 4 --hidden 32 --canvas 32 --r-channels 64 --lr-start 1e-3 --lr-end 1e-3 \
+DEMO_STEPS     ?= 2
+DEMO_MODEL     := --steps $(DEMO_STEPS) --hidden 32 --canvas 32 --r-channels 64 --lr-start 1e-3 --lr-end 1e-3 \
                   --batch-size $(shell expr 16 / $(DEMO_PROCESSES))
 DEMO_DATA      := rooms --camera ring --size 32
 DEMO_TRAIN     := $(if $(filter 1,$(DEMO_PROCESSES)),$(GQN) train,OPENBLAS_NUM_THREADS=1 OMPI_ALLOW_RUN_AS_ROOT=1 \
@@ -65,7 +66,7 @@ bench: $(STAMP)
 QUALITY_SCREEN := paper,fixed-sigma,calibrated,geco,geco-kappa015,paper-context5,paper-context5-batch8,paper-context5-batch8-auto
 quality: $(STAMP)
 	$(PY) bench/quality.py --minutes 10 --objectives $(QUALITY_SCREEN)
-	$(PY) bench/quality.py --minutes 30 --objectives paper,paper-context5,paper-5views-2x4-auto
+	$(PY) bench/quality.py --minutes 30 --objectives paper,paper-context5,paper-5views-2x4-auto-L2
 
 clean:
 	rm -rf $(VENV) $(DEMO) bench-quality *.egg-info
