@@ -65,6 +65,8 @@ OBJECTIVES = {   # objective -> its own options (the paper schedule and its sigm
     # the 2x4 5-view recipe with L = 2 or 1 generation steps instead of 4: fewer seconds per iteration
     **{f"paper-5views-2x4-auto-L{steps}": paper(4, *AUTO, "--steps", str(steps), context="5-5")
        for steps in (2, 1)},
+    # L = 2 with a core of its own for each step (the first one starts from a zero state)
+    "paper-5views-2x4-auto-L2-unshared": paper(4, *AUTO, "--steps", "2", "--no-shared-cores", context="5-5"),
     # the 2x4 5-view recipe from lower starting rates (-> 1e-5)
     **{f"paper-5views-2x4-auto-{lr}": paper(4, "--lr-start", lr, "--lr-end", "1e-5", "--lr-steps", "auto",
                                             context="5-5") for lr in ("5e-4", "7e-4")},
