@@ -31,7 +31,11 @@ DOCS = HERE.parent / "docs"
 SIZE, TRAIN_SCENES, TEST_SCENES, CONTEXT = 32, 20_000, 512, 5
 MODEL = ["--steps", "4", "--hidden", "32", "--canvas", "32", "--r-channels", "64", "--representation", "tower"]
 OPTIMISER = ["--batch-size", "16", "--lr-start", "1e-3", "--lr-end", "1e-3"]
-AUTO = ["--lr-start", "1e-3", "--lr-end", "1e-5", "--lr-steps", "auto"]   # annealed over what the budget allows
+
+
+def auto(start: str = "1e-3") -> list[str]:
+    """Learning rate ``start`` -> 1e-5, annealed over the iterations the budget allows (``--lr-steps auto``)."""
+    return ["--lr-start", start, "--lr-end", "1e-5", "--lr-steps", "auto"]
 
 
 def paper(batch: int, *more: str, context: str = "1-5") -> list[str]:
@@ -49,27 +53,26 @@ OBJECTIVES = {   # objective -> its own options (the paper schedule and its sigm
     # on a machine that does about 10,000 iterations in 30 minutes: the annealing fitted to them, down to 1e-5
     "paper-context5-batch8-anneal10k": paper(8, "--lr-start", "1e-3", "--lr-end", "1e-5", "--lr-steps", "10000"),
     # the same, fitted to any machine: annealed 1e-3 -> 1e-5 over the iterations the budget allows
-    "paper-context5-batch8-auto": paper(8, *AUTO),
+    "paper-context5-batch8-auto": paper(8, *auto()),
     # the same from twice the starting rate
-    "paper-context5-batch8-auto-2e-3": paper(8, "--lr-start", "2e-3", "--lr-end", "1e-5", "--lr-steps", "auto"),
+    "paper-context5-batch8-auto-2e-3": paper(8, *auto("2e-3")),
     # twice the channels (h 64, canvas 64, r 128): about 2.4 times the seconds per iteration
     "wide-context5-batch8-anneal": paper(8, "--hidden", "64", "--canvas", "64", "--r-channels", "128",
                                          "--lr-start", "1e-3", "--lr-end", "1e-5", "--lr-steps", "4200"),
     # the auto recipe data-parallel over 2 single-threaded processes (MPI), 4 scenes each: the same batch of
     # 8, 1.35 times the iterations in 30 minutes on 2 cores (one process leaves the second core mostly idle)
-    "paper-context5-2x4-auto": paper(4, *AUTO),
+    "paper-context5-2x4-auto": paper(4, *auto()),
     # the 2x4 recipe trained on exactly the 5 context views it is tested on
-    "paper-5views-2x4-auto": paper(4, *AUTO, context="5-5"),
-    "paper-5views-2x8-auto": paper(8, *AUTO, context="5-5"),   # the same with batch 16
-    "paper-5views-2x2-auto": paper(2, *AUTO, context="5-5"),   # and with batch 4
+    "paper-5views-2x4-auto": paper(4, *auto(), context="5-5"),
+    "paper-5views-2x8-auto": paper(8, *auto(), context="5-5"),   # the same with batch 16
+    "paper-5views-2x2-auto": paper(2, *auto(), context="5-5"),   # and with batch 4
     # the 2x4 5-view recipe with L = 2 or 1 generation steps instead of 4: fewer seconds per iteration
-    **{f"paper-5views-2x4-auto-L{steps}": paper(4, *AUTO, "--steps", str(steps), context="5-5")
+    **{f"paper-5views-2x4-auto-L{steps}": paper(4, *auto(), "--steps", str(steps), context="5-5")
        for steps in (2, 1)},
     # L = 2 with a core of its own for each step (the first one starts from a zero state)
-    "paper-5views-2x4-auto-L2-unshared": paper(4, *AUTO, "--steps", "2", "--no-shared-cores", context="5-5"),
+    "paper-5views-2x4-auto-L2-unshared": paper(4, *auto(), "--steps", "2", "--no-shared-cores", context="5-5"),
     # the 2x4 5-view recipe from lower starting rates (-> 1e-5)
-    **{f"paper-5views-2x4-auto-{lr}": paper(4, "--lr-start", lr, "--lr-end", "1e-5", "--lr-steps", "auto",
-                                            context="5-5") for lr in ("5e-4", "7e-4")},
+    **{f"paper-5views-2x4-auto-{lr}": paper(4, *auto(lr), context="5-5") for lr in ("5e-4", "7e-4")},
     "fixed-sigma": ["--objective", "fixed-sigma", "--sigma", "0.25", "--kl-warmup", "1000"],
     "calibrated": ["--objective", "calibrated"],
     "geco": ["--objective", "geco"],
