@@ -68,11 +68,11 @@ class PerGateConvLSTM(chainer.Chain):
     the fused gates), without its fusion and without convolving the static inputs once per pass.
     """
 
-    def __init__(self, static_channels: int, recurrent_channels: int, hidden: int):
+    def __init__(self, static_channels: int, recurrent_channels: int, hidden: int, kernel: int = KERNEL):
         super().__init__()
         with self.init_scope():
             self.gates = chainer.ChainList(*(
-                conv.Convolution2D(static_channels + recurrent_channels, hidden, KERNEL, pad=KERNEL // 2)
+                conv.Convolution2D(static_channels + recurrent_channels, hidden, kernel, pad=kernel // 2)
                 for _ in range(4)))
 
     def precompute(self, static):

@@ -514,11 +514,16 @@ def _render_source(family, size, views, seed, params, workers, save, anti_aliasi
 @click.option("--representation", type=click.Choice(["tower", "pool"]), default="tower", show_default=True)
 @click.option("--shared-cores/--no-shared-cores", default=True, show_default=True,
               help="One core for all steps, or one per step (12x the core parameters).")
+@click.option("--kernel", type=click.IntRange(1), default=5, show_default=True,
+              help="Kernel size of the cores' convolutions (odd; the paper's 5).")
 @click.option("--lr-start", type=click.FloatRange(0, min_open=True), default=5e-4, show_default=True)
 @click.option("--lr-end", type=click.FloatRange(0, min_open=True), default=5e-5, show_default=True)
 @click.option("--lr-steps", type=Count(auto=True), default="1.6M", show_default=True,
               help="Iterations over which the learning rate anneals linearly; auto (with --time-limit): those "
                    "the time limit allows, estimated from the speed of its first tenth.")
+@click.option("--lr-warmup", type=Count(minimum=0), default="0", show_default=True,
+              help="Iterations over which the learning rate rises linearly from 0 to its schedule (keeps the "
+                   "first Adam steps from saturating the cores' gates; 0: no warm-up).")
 @click.option("--sigma-start", type=click.FloatRange(0, min_open=True), default=2.0, show_default=True,
               help="Pixel standard deviation of the likelihood at iteration 0.")
 @click.option("--sigma-end", type=click.FloatRange(0, min_open=True), default=0.7, show_default=True)

@@ -54,9 +54,9 @@ def test_gaussian_head_gives_mean_and_log_variance():
     assert mean.shape == ln_var.shape == (2, 3, 4, 4)
 
 
-@pytest.mark.parametrize("representation,shared", [("tower", True), ("pool", False)])
-def test_gqn_shapes(representation, shared):
-    config = ModelConfig(16, 24, representation=representation, shared_cores=shared, **TINY)
+@pytest.mark.parametrize("representation,shared,kernel", [("tower", True, 5), ("pool", False, 5), ("tower", True, 3)])
+def test_gqn_shapes(representation, shared, kernel):
+    config = ModelConfig(16, 24, representation=representation, shared_cores=shared, kernel=kernel, **TINY)
     model = build_model(config, seed=0)
     context, viewpoints = normal(2, 3, 3, 16, 24), normal(2, 3, 7)
     query, query_viewpoint = normal(2, 3, 16, 24), normal(2, 7)
@@ -72,6 +72,13 @@ def test_gqn_shapes(representation, shared):
     assert all(p.grad is not None for p in model.params())
     assert model.predict(r, query_viewpoint).shape == model.predict(r, query_viewpoint, noise).shape == query.shape
     assert len(model.generation) == (1 if shared else 2)
+    assert model.generation[0].lstm.recurrent.W.shape[2:] == model.inference[0].posterior.conv.W.shape[2:] == (
+        kernel, kernel)
+
+
+def test_even_core_kernel_is_refused():
+    with pytest.raises(GqnError, match="kernel size 4 is even"):
+        ModelConfig(16, 16, kernel=4)
 
 
 def test_build_model_is_seeded():
@@ -136,3 +143,6 @@ def test_annealing_schedules():
     assert config.kl_weight(0) == 1.0
     warm = TrainConfig(kl_warmup=100)
     assert [warm.kl_weight(i) for i in (0, 50, 100, 10**6)] == [0.0, 0.5, 1.0, 1.0]
+    lr_warm = TrainConfig(lr_start=1e-3, lr_end=1e-4, lr_steps=1000, lr_warmup=4)
+    assert [lr_warm.learning_rate(i) for i in (0, 1, 3)] == pytest.approx([0.25e-3, 0.5 * 0.9991e-3, 0.9973e-3])
+    assert lr_warm.learning_rate(500) == TrainConfig(lr_start=1e-3, lr_end=1e-4, lr_steps=1000).learning_rate(500)

@@ -149,6 +149,16 @@ def test_cli_lr_steps_auto_anneals_to_lr_end_by_the_time_limit(data, tmp_path):
     assert bad.code == 2 and "--lr-steps auto fits the annealing to --time-limit" in bad.err
 
 
+def test_cli_lr_warmup_raises_the_rate_linearly_over_its_iterations(data, tmp_path):
+    run = tmp_path / "run"
+    result = run_cli("train", data["train"], "--out", run, "--iterations", 6, "--lr-start", "1e-3", "--lr-end",
+                     "1e-3", "--lr-warmup", 4, "--log-every", 1, "--workers", 0, "--no-progress", *TINY_CLI)
+    assert result.code == 0, result.err
+    entries = map(json.loads, (run / "log.jsonl").read_text().splitlines())
+    rates = [e["lr"] for e in entries if e.get("split") == "train"]
+    assert rates == pytest.approx([0.25e-3, 0.5e-3, 0.75e-3, 1e-3, 1e-3, 1e-3])
+
+
 @pytest.mark.parametrize("text,seconds", [("30m", 1800), ("2h", 7200), ("1h30m", 5400), ("45s", 45), ("90", 5400),
                                           ("23:50:00", 85800), ("50:00", 3000), ("1-12:00:00", 129600)])
 def test_durations(text, seconds):

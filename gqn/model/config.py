@@ -24,11 +24,14 @@ class ModelConfig:
     r_channels: int = 256           # representation channels
     representation: str = "tower"   # tower | pool
     shared_cores: bool = True       # one core (and head) for all steps, or one per step
+    kernel: int = 5                 # kernel size of the cores' convolutions and their Gaussian heads
 
     def __post_init__(self):
         if self.height % 4 or self.width % 4:
             raise GqnError(f"image size {self.height}x{self.width} is not divisible by 4, "
                            "which the GQN architecture (1/4 resolution cores) needs")
+        if self.kernel % 2 == 0:
+            raise GqnError(f"core kernel size {self.kernel} is even; it must be odd to keep the maps' size")
         if self.representation not in REPRESENTATIONS:
             raise GqnError(f"unknown representation {self.representation!r}; choose tower or pool")
 
@@ -46,6 +49,7 @@ class TrainConfig:
     lr_start: float = 5e-4
     lr_end: float = 5e-5
     lr_steps: int = 1_600_000
+    lr_warmup: int = 0               # iterations over which the learning rate rises linearly to its schedule
     sigma_start: float = 2.0
     sigma_end: float = 0.7
     sigma_steps: int = 200_000
@@ -64,7 +68,9 @@ class TrainConfig:
             raise GqnError(f"unknown objective {self.objective!r}; choose one of {', '.join(OBJECTIVES)}")
 
     def learning_rate(self, iteration: int) -> float:
-        return anneal(self.lr_start, self.lr_end, self.lr_steps, iteration)
+        """The annealed rate, scaled by (iteration + 1) / ``lr_warmup`` during the warm-up."""
+        rate = anneal(self.lr_start, self.lr_end, self.lr_steps, iteration)
+        return rate * min(1.0, (iteration + 1) / self.lr_warmup) if self.lr_warmup else rate
 
     def pixel_sigma(self, iteration: int) -> float:
         """The paper objective's annealed pixel sigma."""

@@ -8,12 +8,12 @@ from gqn.model.config import ModelConfig
 from gqn.model.conv import Convolution2D
 from gqn.model.representation import VIEWPOINT
 
-KERNEL = 5
+KERNEL = 5              # the paper's 5x5 core kernels (--kernel)
 SPACE_TO_DEPTH = 4      # the query image enters the inference core at 1/4 resolution, 3 * 4 * 4 channels
 
 
 class ConvLSTM(chainer.Chain):
-    """ConvLSTM whose four gates come from one 5x5 convolution of all its inputs.
+    """ConvLSTM whose four gates come from one convolution (``kernel`` x ``kernel``) of all its inputs.
 
     The inputs are split into *static* ones, the same at every generation step (viewpoint, representation,
     query image), and *recurrent* ones (hidden states, latent). The gate convolution of their concatenation
@@ -21,12 +21,11 @@ class ConvLSTM(chainer.Chain):
     (``precompute``) and each step convolves only the recurrent inputs: the same model, fewer FLOPs.
     """
 
-    def __init__(self, static_channels: int, recurrent_channels: int, hidden: int):
+    def __init__(self, static_channels: int, recurrent_channels: int, hidden: int, kernel: int = KERNEL):
         super().__init__()
         with self.init_scope():
-            self.static = Convolution2D(static_channels, 4 * hidden, KERNEL, pad=KERNEL // 2)
-            self.recurrent = Convolution2D(recurrent_channels, 4 * hidden, KERNEL, pad=KERNEL // 2,
-                                           nobias=True)
+            self.static = Convolution2D(static_channels, 4 * hidden, kernel, pad=kernel // 2)
+            self.recurrent = Convolution2D(recurrent_channels, 4 * hidden, kernel, pad=kernel // 2, nobias=True)
 
     def precompute(self, static):
         return self.static(static)
@@ -39,12 +38,12 @@ class ConvLSTM(chainer.Chain):
 
 
 class GaussianHead(chainer.Chain):
-    """A 5x5 convolution of a hidden state to a diagonal Gaussian over z: (mean, log variance)."""
+    """A convolution of a hidden state to a diagonal Gaussian over z: (mean, log variance)."""
 
-    def __init__(self, hidden: int, latent: int):
+    def __init__(self, hidden: int, latent: int, kernel: int = KERNEL):
         super().__init__()
         with self.init_scope():
-            self.conv = Convolution2D(hidden, 2 * latent, KERNEL, pad=KERNEL // 2)
+            self.conv = Convolution2D(hidden, 2 * latent, kernel, pad=kernel // 2)
 
     def forward(self, h):
         return F.split_axis(self.conv(h), 2, axis=1)
@@ -56,8 +55,9 @@ class GenerationCore(chainer.Chain):
     def __init__(self, config: ModelConfig, lstm=ConvLSTM):
         super().__init__()
         with self.init_scope():
-            self.lstm = lstm(VIEWPOINT + config.r_channels, config.hidden + config.latent, config.hidden)
-            self.prior = GaussianHead(config.hidden, config.latent)
+            self.lstm = lstm(VIEWPOINT + config.r_channels, config.hidden + config.latent, config.hidden,
+                             config.kernel)
+            self.prior = GaussianHead(config.hidden, config.latent, config.kernel)
 
 
 class InferenceCore(chainer.Chain):
@@ -67,5 +67,5 @@ class InferenceCore(chainer.Chain):
         super().__init__()
         static = 3 * SPACE_TO_DEPTH ** 2 + VIEWPOINT + config.r_channels
         with self.init_scope():
-            self.lstm = lstm(static, 2 * config.hidden, config.hidden)
-            self.posterior = GaussianHead(config.hidden, config.latent)
+            self.lstm = lstm(static, 2 * config.hidden, config.hidden, config.kernel)
+            self.posterior = GaussianHead(config.hidden, config.latent, config.kernel)
