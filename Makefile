@@ -30,16 +30,17 @@ test: $(STAMP)
 # The main job on a small default: render, train a small GQN for a few minutes on the CPU, evaluate. Rooms with
 # a ring camera: the views of a room change with the camera in ways a small GQN picks up within minutes
 # (docs/training.md). Trained on the 5 context views it is evaluated with (DEMO_CONTEXT): a lower error in
-# the same minutes than on 1-9 or 1-5; with L = 2 generation steps (DEMO_STEPS) it does more iterations and
-# ends lower than with 4. A second `make demo` continues the run for DEMO_MINUTES more. The batch
+# the same minutes than on 1-9 or 1-5; with L = 2 generation steps (DEMO_STEPS) and 3x3 core kernels
+# (DEMO_KERNEL) it does more iterations and ends lower than with 4 steps or 5x5 kernels. A second `make demo` continues the run for DEMO_MINUTES more. The batch
 # of 16 is split over DEMO_PROCESSES data-parallel MPI processes with one BLAS thread each (the mpi extra): on
 # a CPU one process leaves most of a second core idle at this model's sizes (docs/performance.md).
 DEMO_MINUTES   ?= 4
 DEMO_PROCESSES ?= 2
 DEMO_CONTEXT   ?= 5-5
 DEMO_STEPS     ?= 2
-DEMO_MODEL     := --steps $(DEMO_STEPS) --hidden 32 --canvas 32 --r-channels 64 --lr-start 1e-3 --lr-end 1e-3 \
-                  --batch-size $(shell expr 16 / $(DEMO_PROCESSES))
+DEMO_KERNEL    ?= 3
+DEMO_MODEL     := --steps $(DEMO_STEPS) --kernel $(DEMO_KERNEL) --hidden 32 --canvas 32 --r-channels 64 \
+                  --lr-start 1e-3 --lr-end 1e-3 --batch-size $(shell expr 16 / $(DEMO_PROCESSES))
 DEMO_DATA      := rooms --camera ring --size 32
 DEMO_TRAIN     := $(if $(filter 1,$(DEMO_PROCESSES)),$(GQN) train,OPENBLAS_NUM_THREADS=1 OMPI_ALLOW_RUN_AS_ROOT=1 \
                   OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 $(VENV)/bin/mpiexec -n $(DEMO_PROCESSES) --oversubscribe \
@@ -67,7 +68,7 @@ bench: $(STAMP)
 QUALITY_SCREEN := paper,fixed-sigma,calibrated,geco,geco-kappa015,paper-context5,paper-context5-batch8,paper-context5-batch8-auto
 quality: $(STAMP)
 	$(PY) bench/quality.py --minutes 10 --objectives $(QUALITY_SCREEN)
-	$(PY) bench/quality.py --minutes 30 --objectives paper,paper-context5,paper-5views-2x4-auto-L2
+	$(PY) bench/quality.py --minutes 30 --objectives paper,paper-context5,paper-5views-2x4-auto-L2-warm500-k3
 
 clean:
 	rm -rf $(VENV) $(DEMO) bench-quality *.egg-info

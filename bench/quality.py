@@ -73,6 +73,14 @@ OBJECTIVES = {   # objective -> its own options (the paper schedule and its sigm
     "paper-5views-2x4-auto-L2-unshared": paper(4, *auto(), "--steps", "2", "--no-shared-cores", context="5-5"),
     # the 2x4 5-view recipe from lower starting rates (-> 1e-5)
     **{f"paper-5views-2x4-auto-{lr}": paper(4, *auto(lr), context="5-5") for lr in ("5e-4", "7e-4")},
+    # L = 2 with the learning rate warmed up over the first 500 iterations (from 1e-3 or 2e-3): the first
+    # full-rate Adam steps otherwise saturate the cores' gates (docs/training.md)
+    "paper-5views-2x4-auto-L2-warm500": paper(4, *auto(), "--steps", "2", "--lr-warmup", "500", context="5-5"),
+    "paper-5views-2x4-auto-2e-3-L2-warm500": paper(4, *auto("2e-3"), "--steps", "2", "--lr-warmup", "500",
+                                                   context="5-5"),
+    # the same with 3x3 instead of 5x5 kernels in the cores: cheaper steps
+    "paper-5views-2x4-auto-L2-warm500-k3": paper(4, *auto(), "--steps", "2", "--lr-warmup", "500", "--kernel", "3",
+                                                 context="5-5"),
     "fixed-sigma": ["--objective", "fixed-sigma", "--sigma", "0.25", "--kl-warmup", "1000"],
     "calibrated": ["--objective", "calibrated"],
     "geco": ["--objective", "geco"],
