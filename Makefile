@@ -31,9 +31,10 @@ test: $(STAMP)
 # a ring camera: the views of a room change with the camera in ways a small GQN picks up within minutes
 # (docs/training.md). Trained on the 5 context views it is evaluated with (DEMO_CONTEXT): a lower error in
 # the same minutes than on 1-9 or 1-5; with L = 2 generation steps (DEMO_STEPS) and 3x3 core kernels
-# (DEMO_KERNEL) it does more iterations and ends lower than with 4 steps or 5x5 kernels. A second `make demo` continues the run for DEMO_MINUTES more. The batch
-# of 16 is split over DEMO_PROCESSES data-parallel MPI processes with one BLAS thread each (the mpi extra): on
-# a CPU one process leaves most of a second core idle at this model's sizes (docs/performance.md).
+# (DEMO_KERNEL) it does more iterations and ends lower than with 4 steps or 5x5 kernels. A second `make demo`
+# continues the run for DEMO_MINUTES more. The batch of 16 is split over DEMO_PROCESSES data-parallel MPI
+# processes with one BLAS thread each (the mpi extra): on a CPU one process leaves most of a second core idle
+# at this model's sizes (docs/performance.md).
 DEMO_MINUTES   ?= 4
 DEMO_PROCESSES ?= 2
 DEMO_CONTEXT   ?= 5-5

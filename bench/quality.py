@@ -43,6 +43,11 @@ def paper(batch: int, *more: str, context: str = "1-5") -> list[str]:
     return ["--objective", "paper", "--context", context, "--batch-size", str(batch), *more]
 
 
+def warmed_l2(start: str = "1e-3", *more: str) -> list[str]:
+    """The 2x4 5-view recipe with L = 2, its rate warmed up over 500 iterations from 0 to ``start``."""
+    return paper(4, *auto(start), "--steps", "2", "--lr-warmup", "500", *more, context="5-5")
+
+
 OBJECTIVES = {   # objective -> its own options (the paper schedule and its sigmas are the CLI defaults)
     "paper": ["--objective", "paper"],
     "paper-context5": ["--objective", "paper", "--context", "1-5"],   # trained on at most the 5 views it is tested on
@@ -75,12 +80,10 @@ OBJECTIVES = {   # objective -> its own options (the paper schedule and its sigm
     **{f"paper-5views-2x4-auto-{lr}": paper(4, *auto(lr), context="5-5") for lr in ("5e-4", "7e-4")},
     # L = 2 with the learning rate warmed up over the first 500 iterations (from 1e-3 or 2e-3): the first
     # full-rate Adam steps otherwise saturate the cores' gates (docs/training.md)
-    "paper-5views-2x4-auto-L2-warm500": paper(4, *auto(), "--steps", "2", "--lr-warmup", "500", context="5-5"),
-    "paper-5views-2x4-auto-2e-3-L2-warm500": paper(4, *auto("2e-3"), "--steps", "2", "--lr-warmup", "500",
-                                                   context="5-5"),
+    "paper-5views-2x4-auto-L2-warm500": warmed_l2(),
+    "paper-5views-2x4-auto-2e-3-L2-warm500": warmed_l2("2e-3"),
     # the same with 3x3 instead of 5x5 kernels in the cores: cheaper steps
-    "paper-5views-2x4-auto-L2-warm500-k3": paper(4, *auto(), "--steps", "2", "--lr-warmup", "500", "--kernel", "3",
-                                                 context="5-5"),
+    "paper-5views-2x4-auto-L2-warm500-k3": warmed_l2("1e-3", "--kernel", "3"),
     "fixed-sigma": ["--objective", "fixed-sigma", "--sigma", "0.25", "--kl-warmup", "1000"],
     "calibrated": ["--objective", "calibrated"],
     "geco": ["--objective", "geco"],

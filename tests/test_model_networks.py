@@ -54,7 +54,8 @@ def test_gaussian_head_gives_mean_and_log_variance():
     assert mean.shape == ln_var.shape == (2, 3, 4, 4)
 
 
-@pytest.mark.parametrize("representation,shared,kernel", [("tower", True, 5), ("pool", False, 5), ("tower", True, 3)])
+@pytest.mark.parametrize("representation,shared,kernel",
+                         [("tower", True, 5), ("pool", False, 5), ("tower", True, 3)])
 def test_gqn_shapes(representation, shared, kernel):
     config = ModelConfig(16, 24, representation=representation, shared_cores=shared, kernel=kernel, **TINY)
     model = build_model(config, seed=0)

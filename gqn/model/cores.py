@@ -8,7 +8,7 @@ from gqn.model.config import ModelConfig
 from gqn.model.conv import Convolution2D
 from gqn.model.representation import VIEWPOINT
 
-KERNEL = 5              # the paper's 5x5 core kernels (--kernel)
+KERNEL = ModelConfig.kernel   # the default core kernel size (the paper's 5; --kernel)
 SPACE_TO_DEPTH = 4      # the query image enters the inference core at 1/4 resolution, 3 * 4 * 4 channels
 
 
