@@ -86,6 +86,8 @@ OBJECTIVES = {   # objective -> its own options (the paper schedule and its sigm
     "paper-5views-2x4-auto-L2-warm500-k3": warmed_l2("1e-3", "--kernel", "3"),
     # and with a narrower tower (r = 48 instead of 64): cheaper steps again
     "paper-5views-2x4-auto-L2-warm500-k3-r48": warmed_l2("1e-3", "--kernel", "3", "--r-channels", "48"),
+    # the 3x3 recipe with the viewpoints in the query camera's yaw frame (gqn.model.frames)
+    "paper-5views-2x4-auto-L2-warm500-k3-query": warmed_l2("1e-3", "--kernel", "3", "--frame", "query"),
     "fixed-sigma": ["--objective", "fixed-sigma", "--sigma", "0.25", "--kl-warmup", "1000"],
     "calibrated": ["--objective", "calibrated"],
     "geco": ["--objective", "geco"],

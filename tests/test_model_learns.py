@@ -54,7 +54,7 @@ def predictions(model, dataset, blind: bool):
         batch = Batch(images[:, context], viewpoints[:, context], images[:, v], viewpoints[:, v])
         context_images, context_viewpoints, _, query_viewpoint = model_inputs(zeroed(batch) if blind else batch,
                                                                               get_device(None))
-        r = model.represent(context_images, context_viewpoints)
+        r = model.represent(context_images, context_viewpoints, query_viewpoint)
         predicted[:, v] = model.predict(r, query_viewpoint).array
     return predicted, to_model(images)
 

@@ -61,7 +61,7 @@ def test_gqn_shapes(representation, shared, kernel):
     model = build_model(config, seed=0)
     context, viewpoints = normal(2, 3, 3, 16, 24), normal(2, 3, 7)
     query, query_viewpoint = normal(2, 3, 16, 24), normal(2, 7)
-    r = model.represent(context, viewpoints)
+    r = model.represent(context, viewpoints, query_viewpoint)
     assert r.shape == ((2, 16, 4, 6) if representation == "tower" else (2, 16, 1, 1))
     noise = model.noise(np.random.default_rng(0), 2)
     assert noise.shape == (2, 2, 3, 4, 6) and noise.dtype == np.float32

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 
 from gqn.errors import GqnError
+from gqn.model.frames import FRAMES
 
 REPRESENTATIONS = ("tower", "pool")
 OBJECTIVES = ("paper", "fixed-sigma", "calibrated", "geco")
@@ -25,6 +26,7 @@ class ModelConfig:
     representation: str = "tower"   # tower | pool
     shared_cores: bool = True       # one core (and head) for all steps, or one per step
     kernel: int = 5                 # kernel size of the cores' convolutions and their Gaussian heads
+    frame: str = "world"            # world | query: the frame of the viewpoints (gqn.model.frames)
 
     def __post_init__(self):
         if self.height % 4 or self.width % 4:
@@ -34,6 +36,8 @@ class ModelConfig:
             raise GqnError(f"core kernel size {self.kernel} is even; it must be odd to keep the maps' size")
         if self.representation not in REPRESENTATIONS:
             raise GqnError(f"unknown representation {self.representation!r}; choose tower or pool")
+        if self.frame not in FRAMES:
+            raise GqnError(f"unknown viewpoint frame {self.frame!r}; choose world or query")
 
     @property
     def core_size(self) -> tuple[int, int]:

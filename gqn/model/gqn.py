@@ -2,7 +2,8 @@
 
 Shapes (B scenes, K context views, images H x W, cores at h x w = H/4 x W/4):
 
-* context images (B, K, 3, H, W) float in [-0.5, 0.5), context viewpoints (B, K, 7)
+* context images (B, K, 3, H, W) float in [-0.5, 0.5), context viewpoints (B, K, 7), in the world's frame
+  (the model turns them into its ``frame``, ``gqn.model.frames``)
 * representation r (B, r_channels, h, w) for the tower, (B, r_channels, 1, 1) for the pool
 * query image (B, 3, H, W), query viewpoint (B, 7), step noise (L, B, latent, h, w)
 
@@ -23,6 +24,7 @@ import numpy as np
 from gqn.model.config import ModelConfig
 from gqn.model.conv import Convolution2D
 from gqn.model.cores import SPACE_TO_DEPTH, ConvLSTM, GenerationCore, InferenceCore
+from gqn.model.frames import context_in_query_frame, query_in_own_frame
 from gqn.model.loss import gaussian_kl, squared_error
 from gqn.model.representation import broadcast_map, make_representation
 
@@ -41,8 +43,12 @@ class GQN(chainer.Chain):
             self.upsample = L.Deconvolution2D(cores * config.hidden, config.canvas, 4, stride=4)
             self.observation = Convolution2D(config.canvas, 3, 1)
 
-    def represent(self, images, viewpoints):
-        """Scene representations: the sum over the K context views of each scene."""
+    def represent(self, images, viewpoints, query_viewpoint):
+        """Scene representations: the sum over the K context views of each scene. In the ``query`` frame
+        (``gqn.model.frames``) the context viewpoints are turned by the yaw of ``query_viewpoint`` (B, 7),
+        and the representation serves that query only; the ``world`` frame ignores it."""
+        if self.config.frame == "query":
+            viewpoints = context_in_query_frame(viewpoints, query_viewpoint)
         b, k = images.shape[:2]
         r = self.representation(images.reshape((b * k,) + images.shape[2:]), viewpoints.reshape(b * k, -1))
         return F.sum(F.reshape(r, (b, k) + r.shape[1:]), axis=1)
@@ -81,6 +87,8 @@ class GQN(chainer.Chain):
         size = self.config.core_size
         if r.shape[2:] != size:
             r = broadcast_map(r, size)
+        if self.config.frame == "query":
+            viewpoint = query_in_own_frame(viewpoint)
         return F.concat((broadcast_map(viewpoint, size), r), axis=1)
 
     def _generate(self, conditioning, latent):

@@ -95,7 +95,7 @@ def write_figures(model, source: ShardBatches, out: Path, samples: int, gifs: in
     scale = panel_scale(source.width)
     with chainer.using_config("train", False), chainer.no_backprop_mode():
         context, context_viewpoints, _, viewpoint = model_inputs(batch, device)
-        r = model.represent(context, context_viewpoints).array
+        r = model.represent(context, context_viewpoints, viewpoint).array
         rng = batch_rng(source.seed, 0, NOISE_STREAM)
         mean, sampled = _predictions(model, r, viewpoint, samples, rng, device)
         panels = np.concatenate([batch.context_images, batch.query_image[:, None], mean[:, None], sampled], 1)
@@ -107,8 +107,8 @@ def write_figures(model, source: ShardBatches, out: Path, samples: int, gifs: in
                   for s in scenes[:gifs]}
         truth = true_orbits(source.dataset, orbits, frames)
         for row, scene in enumerate(orbits):
-            model_frames = _orbit_frames(model, r[row], device.send(viewpoints_from_cameras(orbits[scene])), rng,
-                                         device)
+            model_frames = _orbit_frames(model, context[row], context_viewpoints[row],
+                                         device.send(viewpoints_from_cameras(orbits[scene])), rng, device)
             headings = ["mean", "sample"]
             if truth:
                 model_frames = np.concatenate([truth[scene][:, None], model_frames], 1)
@@ -143,10 +143,13 @@ def _predictions(model, r, viewpoint, samples: int, rng, device):
     return _images(model, r, viewpoint), sampled.reshape((len(r), samples) + sampled.shape[1:])
 
 
-def _orbit_frames(model, r, viewpoints, rng, device) -> np.ndarray:
-    """uint8 panels (F, 2, H, W, 3): the mean prediction and one fixed-noise sample from each viewpoint."""
+def _orbit_frames(model, context, context_viewpoints, viewpoints, rng, device) -> np.ndarray:
+    """uint8 panels (F, 2, H, W, 3) of one scene's context (K, 3, H, W) and (K, 7): the mean prediction and
+    one fixed-noise sample from each viewpoint (F, 7). The representation is taken per frame: in the query
+    frame it depends on the query."""
     xp, frames = device.xp, len(viewpoints)
-    r = xp.broadcast_to(r, (frames,) + r.shape)
+    r = model.represent(xp.broadcast_to(context, (frames,) + context.shape),
+                        xp.broadcast_to(context_viewpoints, (frames,) + context_viewpoints.shape), viewpoints).array
     noise = device.send(model.noise(rng, 1))
     noise = xp.broadcast_to(noise, noise.shape[:1] + (frames,) + noise.shape[2:])
     return np.stack([_images(model, r, viewpoints, z) for z in (None, noise)], 1)

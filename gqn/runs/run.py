@@ -23,6 +23,7 @@ from gqn.errors import GqnError
 from gqn.model.config import ModelConfig, TrainConfig, from_dict
 from gqn.model.gqn import build_model
 from gqn.model.objective import Objective
+from gqn.renderer.families import family_of_stored
 from gqn.runs import snapshot
 from gqn.runs.baselines import mean_image
 from gqn.runs.device import get_device
@@ -128,7 +129,18 @@ def _new_configs(source: Source, hyper: dict) -> tuple[ModelConfig, TrainConfig]
     values = {**hyper, "height": source.height, "width": source.width}
     if values.get("context_max") is None:
         values["context_max"] = source.views - 1
-    return from_dict(ModelConfig, values), from_dict(TrainConfig, values)
+    model_config = from_dict(ModelConfig, values)
+    if model_config.frame == "query" and source.dataset is not None:
+        _check_y_up(source.dataset, source.describe())
+    return model_config, from_dict(TrainConfig, values)
+
+
+def _check_y_up(dataset: Dataset, where: str) -> None:
+    """The query frame turns viewpoints about y: refuse data whose vertical axis is not known to be y."""
+    family = dataset.attrs.get("family", "")
+    if family_of_stored(family) is None:
+        raise GqnError(f"--frame query turns the viewpoints about the y axis, the vertical of the scenes gqn "
+                       f"render writes; {where} holds {family!r} scenes, which it did not render: use --frame world")
 
 
 def _resumed_configs(meta: dict, hyper: dict, explicit: set) -> tuple[ModelConfig, TrainConfig]:

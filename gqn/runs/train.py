@@ -56,7 +56,7 @@ def train_step(model, optimizer, batch, config: TrainConfig, iteration: int, dev
     noise_index = iteration * comm.size + comm.rank if comm else iteration
     noise = device.send(model.noise(batch_rng(config.seed, noise_index, NOISE_STREAM), len(query)))
     with chainer.using_config("train", True):
-        r = model.represent(context, context_viewpoints)
+        r = model.represent(context, context_viewpoints, query_viewpoint)
         sse, kl, _ = model.elbo(r, query_viewpoint, query, noise)
     sub_pixels = query[0].size
     values = chainer.backend.CpuDevice().send(device.xp.stack([sse.array.mean() / sub_pixels, kl.array.mean()]))

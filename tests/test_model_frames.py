@@ -1,0 +1,65 @@
+"""Viewpoint frames: turning viewpoints about the vertical axis, and the query frame's symmetry."""
+import numpy as np
+import pytest
+
+from gqn.errors import GqnError
+from gqn.model.config import ModelConfig
+from gqn.model.frames import context_in_query_frame, query_in_own_frame, turned
+from gqn.model.gqn import build_model
+from gqn.renderer.camera import look_at, random_sphere_positions
+from gqn.shards import viewpoints_from_cameras
+from tests.helpers import assert_one_line_error, run_cli
+from tests.model_data import TINY, write_dataset
+
+rng = np.random.default_rng(0)
+
+
+def turn_y(positions, psi):
+    """Positions (n, 3) in the world turned by -psi about y."""
+    x, y, z = positions.T
+    return np.stack([x * np.cos(psi) - z * np.sin(psi), y, x * np.sin(psi) + z * np.cos(psi)], -1)
+
+
+def test_turned_viewpoints_are_the_viewpoints_of_turned_cameras():
+    positions, psi = random_sphere_positions(rng, 6, 2.0), 1.234
+    expected = viewpoints_from_cameras(look_at(turn_y(positions, psi)))
+    result = turned(viewpoints_from_cameras(look_at(positions)), np.cos(psi), np.sin(psi))
+    assert np.allclose(result, expected, atol=1e-5)
+
+
+def test_query_frame_puts_the_query_at_yaw_zero_and_keeps_relative_poses():
+    viewpoints = viewpoints_from_cameras(look_at(random_sphere_positions(rng, 8, 2.0))).reshape(2, 4, 7)
+    context, query = viewpoints[:, :3], viewpoints[:, 3]
+    own = query_in_own_frame(query)
+    assert np.allclose(own[:, 3:5], [1, 0], atol=1e-6) and np.allclose(own[:, 5:], query[:, 5:])
+    assert np.allclose(np.linalg.norm(own[:, :3], axis=1), 2, atol=1e-5)
+    moved = context_in_query_frame(context, query)
+    yaw = np.arctan2(context[..., 4], context[..., 3]) - np.arctan2(query[:, None, 4], query[:, None, 3])
+    assert np.allclose(moved[..., 3:5], np.stack([np.cos(yaw), np.sin(yaw)], -1), atol=1e-5)
+    assert np.allclose(np.linalg.norm(moved[..., :3], axis=-1), 2, atol=1e-5)
+
+
+@pytest.mark.parametrize("frame", ["world", "query"])
+def test_only_the_query_frame_ignores_a_turn_of_the_whole_scene(frame):
+    model = build_model(ModelConfig(16, 16, frame=frame, **TINY), seed=0)
+    context = rng.uniform(-0.5, 0.5, (2, 3, 3, 16, 16)).astype(np.float32)
+    viewpoints = viewpoints_from_cameras(look_at(random_sphere_positions(rng, 8, 2.0))).reshape(2, 4, 7)
+
+    def prediction(v):
+        return model.predict(model.represent(context, v[:, :3], v[:, 3]), v[:, 3]).array
+
+    turned_scene = turned(viewpoints, np.cos(0.9), np.sin(0.9)).astype(np.float32)
+    difference = np.abs(prediction(viewpoints) - prediction(turned_scene)).max()
+    assert (difference < 1e-5) == (frame == "query")
+
+
+def test_unknown_frame_is_refused():
+    with pytest.raises(GqnError, match="unknown viewpoint frame 'camera'"):
+        ModelConfig(16, 16, frame="camera")
+
+
+def test_query_frame_refuses_data_the_renderer_did_not_make(tmp_path):
+    data = write_dataset(tmp_path / "squares", scenes=2)
+    result = run_cli("train", str(data), "--out", str(tmp_path / "run"), "--frame", "query", "--iterations", "1")
+    assert_one_line_error(result, "'test-squares' scenes, which it did not render: use --frame world")
+    assert not (tmp_path / "run").exists()
