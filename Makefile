@@ -31,7 +31,8 @@ test: $(STAMP)
 # a ring camera: the views of a room change with the camera in ways a small GQN picks up within minutes
 # (docs/training.md). Trained on the 5 context views it is evaluated with (DEMO_CONTEXT): a lower error in
 # the same minutes than on 1-9 or 1-5; with L = 2 generation steps (DEMO_STEPS) and 3x3 core kernels
-# (DEMO_KERNEL) it does more iterations and ends lower than with 4 steps or 5x5 kernels. A second `make demo`
+# (DEMO_KERNEL) it does more iterations and ends lower than with 4 steps or 5x5 kernels; with the viewpoints in
+# the query camera's yaw frame (DEMO_FRAME) it learns more per iteration than in the world's. A second `make demo`
 # continues the run for DEMO_MINUTES more. The batch of 16 is split over DEMO_PROCESSES data-parallel MPI
 # processes with one BLAS thread each (the mpi extra): on a CPU one process leaves most of a second core idle
 # at this model's sizes (docs/performance.md).
@@ -40,7 +41,8 @@ DEMO_PROCESSES ?= 2
 DEMO_CONTEXT   ?= 5-5
 DEMO_STEPS     ?= 2
 DEMO_KERNEL    ?= 3
-DEMO_MODEL     := --steps $(DEMO_STEPS) --kernel $(DEMO_KERNEL) --hidden 32 --canvas 32 --r-channels 64 \
+DEMO_FRAME     ?= query
+DEMO_MODEL     := --steps $(DEMO_STEPS) --kernel $(DEMO_KERNEL) --frame $(DEMO_FRAME) --hidden 32 --canvas 32 --r-channels 64 \
                   --lr-start 1e-3 --lr-end 1e-3 --batch-size $(shell expr 16 / $(DEMO_PROCESSES))
 DEMO_DATA      := rooms --camera ring --size 32
 DEMO_TRAIN     := $(if $(filter 1,$(DEMO_PROCESSES)),$(GQN) train,OPENBLAS_NUM_THREADS=1 OMPI_ALLOW_RUN_AS_ROOT=1 \

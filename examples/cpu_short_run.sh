@@ -2,8 +2,9 @@
 # What a GQN learns of Shepard-Matzler in a fixed wall-clock budget on the CPU (docs/training.md).
 # Renders 20,000 + 512 scenes at 32 px (about 30 s on 2 cores; skipped when already there), trains the
 # small model of bench/quality.py with the recipe that learned most in that benchmark (paper objective,
-# L = 2 generation steps with 3x3 core kernels, the 5 context views it is evaluated with, batch 8, learning
-# rate warmed up over 500 iterations, then annealed 1e-3 -> 1e-5 over the iterations the budget allows)
+# L = 2 generation steps with 3x3 core kernels, viewpoints in the query camera's yaw frame, the 5 context
+# views it is evaluated with, batch 8, learning rate warmed up over 500 iterations, then annealed 1e-3 -> 1e-5
+# over the iterations the budget allows)
 # for MINUTES of wall-clock time (--time-limit with --lr-steps auto; running the script again continues the
 # run for another MINUTES, the annealing stretched to the new end), then evaluates on the 512 held-out scenes
 # with 5 context views. The batch is split over PROCESSES data-parallel MPI processes (default 2, one per
@@ -26,6 +27,6 @@ $GQN render shepard-matzler --scenes 512 --size 32 --seed 1 --out "$OUT/data/tes
 "${TRAIN[@]}" "$OUT/data/train" --test "$OUT/data/test" --test-every 250 --test-scenes 128 --out "$OUT/run" \
     --iterations 1M --time-limit "${MINUTES}m" --batch-size $((8 / PROCESSES)) --steps 2 --kernel 3 --hidden 32 \
     --canvas 32 --r-channels 64 --lr-start 1e-3 --lr-end 1e-5 --lr-steps auto --lr-warmup 500 --objective paper \
-    --context 5-5 \
+    --context 5-5 --frame query \
     $([ -f "$OUT/run/snapshot.npz" ] && echo --resume)
 $GQN evaluate "$OUT/run" --data "$OUT/data/test" --scenes 512 --context 5-5 --rows 8 --gifs 4
