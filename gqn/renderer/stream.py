@@ -15,7 +15,8 @@ only; nothing OpenGL crosses the process boundary.
   --save-rendered` (``gqn.runs.online``).
 * For the runs, also: ``dataset_render_config`` and ``SceneStream.render_posed`` (a rendered dataset's scenes
   from cameras of one's own: evaluation's orbits), and the pose helpers ``look_at`` and ``directions``
-  (``gqn.renderer.camera``, numpy only, re-exported here).
+  (``gqn.renderer.camera``, numpy only, re-exported here), and ``family_of_stored`` (which family wrote a
+  dataset, or None for data gqn render did not write).
 """
 from __future__ import annotations
 

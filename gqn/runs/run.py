@@ -23,7 +23,7 @@ from gqn.errors import GqnError
 from gqn.model.config import ModelConfig, TrainConfig, from_dict
 from gqn.model.gqn import build_model
 from gqn.model.objective import Objective
-from gqn.renderer.families import family_of_stored
+from gqn.renderer.stream import family_of_stored
 from gqn.runs import snapshot
 from gqn.runs.baselines import mean_image
 from gqn.runs.device import get_device
