@@ -1,4 +1,5 @@
 """Viewpoint frames: turning viewpoints about the vertical axis, and the query frame's symmetry."""
+import chainer
 import numpy as np
 import pytest
 
@@ -6,7 +7,9 @@ from gqn.errors import GqnError
 from gqn.model.config import ModelConfig
 from gqn.model.frames import context_in_query_frame, query_in_own_frame, turned
 from gqn.model.gqn import build_model
+from gqn.model.images import to_uint8
 from gqn.renderer.camera import look_at, random_sphere_positions
+from gqn.runs.evaluate import _orbit_frames
 from gqn.shards import viewpoints_from_cameras
 from tests.helpers import assert_one_line_error, run_cli
 from tests.model_data import TINY, write_dataset
@@ -51,6 +54,19 @@ def test_only_the_query_frame_ignores_a_turn_of_the_whole_scene(frame):
     turned_scene = turned(viewpoints, np.cos(0.9), np.sin(0.9)).astype(np.float32)
     difference = np.abs(prediction(viewpoints) - prediction(turned_scene)).max()
     assert (difference < 1e-5) == (frame == "query")
+
+
+@pytest.mark.parametrize("frame", ["world", "query"])
+def test_orbit_frames_are_the_mean_predictions_from_each_camera_alone(frame):
+    """The orbit GIF's mean panels equal one prediction per viewpoint, each with its own representation (in
+    the query frame it differs from the first frame's by up to 30 levels, so sharing one would show)."""
+    model = build_model(ModelConfig(16, 16, frame=frame, **TINY), seed=0)
+    context = rng.uniform(-0.5, 0.5, (3, 3, 16, 16)).astype(np.float32)
+    viewpoints = viewpoints_from_cameras(look_at(random_sphere_positions(rng, 7, 2.0))).astype(np.float32)
+    frames = _orbit_frames(model, context, viewpoints[:3], viewpoints[3:], rng, chainer.get_device("@numpy"))
+    for panels, query in zip(frames, viewpoints[3:, None]):
+        expected = to_uint8(model.predict(model.represent(context[None], viewpoints[None, :3], query), query).array)
+        assert np.abs(panels[0].astype(int) - expected[0]).max() <= 1
 
 
 def test_unknown_frame_is_refused():

@@ -145,11 +145,13 @@ def _predictions(model, r, viewpoint, samples: int, rng, device):
 
 def _orbit_frames(model, context, context_viewpoints, viewpoints, rng, device) -> np.ndarray:
     """uint8 panels (F, 2, H, W, 3) of one scene's context (K, 3, H, W) and (K, 7): the mean prediction and
-    one fixed-noise sample from each viewpoint (F, 7). The representation is taken per frame: in the query
-    frame it depends on the query."""
+    one fixed-noise sample from each viewpoint (F, 7). In the query frame the representation depends on the
+    query, so it is taken per frame; in the world frame once."""
     xp, frames = device.xp, len(viewpoints)
-    r = model.represent(xp.broadcast_to(context, (frames,) + context.shape),
-                        xp.broadcast_to(context_viewpoints, (frames,) + context_viewpoints.shape), viewpoints).array
+    n = frames if model.config.frame == "query" else 1
+    r = model.represent(xp.broadcast_to(context, (n,) + context.shape),
+                        xp.broadcast_to(context_viewpoints, (n,) + context_viewpoints.shape), viewpoints[:n]).array
+    r = xp.repeat(r, frames // n, axis=0)
     noise = device.send(model.noise(rng, 1))
     noise = xp.broadcast_to(noise, noise.shape[:1] + (frames,) + noise.shape[2:])
     return np.stack([_images(model, r, viewpoints, z) for z in (None, noise)], 1)
